@@ -1,0 +1,223 @@
+"""Read, write, validate and merge datasets that follow the capml contract (see README.md, "Dataset files").
+
+A dataset is one extxyz file plus a JSON sidecar ``<file>.settings.json`` holding the label settings per
+fidelity (code, functional, cutoff, k-points, smearing). Two datasets whose settings for the same fidelity
+differ are never merged silently.
+
+Frame keys (units):
+    info["REF_energy"]        eV, total energy of the MLIP fidelity
+    arrays["REF_forces"]      eV/Å
+    info["REF_stress"]        eV/Å^3, 3x3, ASE sign convention
+    info["gap_<fidelity>"]    eV, e.g. gap_pbesol, gap_hse06, gap_gfn2
+    info["structure_id"]      unique id of the frame (resume key)
+    info["config_id"]         id of the parent configuration (split groups)
+    info["x"], info["temperature"], info["sampling"], info["source"]
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import ase.io
+import numpy as np
+from ase import Atoms
+
+from capml.errors import InputError
+
+ENERGY_KEY = "REF_energy"
+FORCES_KEY = "REF_forces"
+STRESS_KEY = "REF_stress"
+GAP_PREFIX = "gap_"
+METADATA_KEYS = ("structure_id", "config_id", "x", "temperature", "sampling", "source")
+LABEL_KEYS = (ENERGY_KEY, FORCES_KEY, STRESS_KEY)
+
+
+def settings_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".settings.json")
+
+
+@dataclass
+class DatasetSettings:
+    """Label settings per fidelity, e.g. {"pbesol": {"code": "gpaw", "ecut_eV": 350, ...}}."""
+
+    fidelities: dict[str, dict] = field(default_factory=dict)
+
+    def merged_with(self, other: "DatasetSettings", where: str = "") -> "DatasetSettings":
+        out = dict(self.fidelities)
+        for name, settings in other.fidelities.items():
+            if name in out and _canonical(out[name]) != _canonical(settings):
+                raise InputError(
+                    f"{where}: label settings for fidelity '{name}' differ "
+                    f"({json.dumps(out[name], sort_keys=True)} vs {json.dumps(settings, sort_keys=True)}); "
+                    "refusing to mix datasets labelled with different settings"
+                )
+            out[name] = settings
+        return DatasetSettings(out)
+
+
+def _canonical(settings: dict) -> str:
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+def read_settings(path: str | Path) -> DatasetSettings:
+    sidecar = settings_path(path)
+    if not sidecar.exists():
+        return DatasetSettings()
+    try:
+        return DatasetSettings(json.loads(sidecar.read_text())["fidelities"])
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise InputError(f"{sidecar}: not a capml settings file (expected JSON with 'fidelities'): {err}") from err
+
+
+def write_settings(path: str | Path, settings: DatasetSettings) -> None:
+    sidecar = settings_path(path)
+    tmp = sidecar.with_name(sidecar.name + ".tmp")
+    tmp.write_text(json.dumps({"fidelities": settings.fidelities}, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, sidecar)
+
+
+def gap_keys(frames: Iterable[Atoms]) -> list[str]:
+    keys = set()
+    for atoms in frames:
+        keys.update(k for k in atoms.info if k.startswith(GAP_PREFIX))
+    return sorted(keys)
+
+
+def read_structures(path: str | Path, index: str = ":") -> list[Atoms]:
+    """Read any ASE-readable structure file; missing or corrupt files raise InputError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: structure file not found")
+    try:
+        frames = ase.io.read(path, index=index)
+    except Exception as err:  # ASE raises many types for corrupt files
+        raise InputError(f"{path}: cannot read structures ({type(err).__name__}: {err})") from err
+    frames = frames if isinstance(frames, list) else [frames]
+    if not frames:
+        raise InputError(f"{path}: contains no structures")
+    return frames
+
+
+def read_dataset(
+    path: str | Path,
+    require: Sequence[str] = LABEL_KEYS,
+    gaps: Sequence[str] = (),
+) -> list[Atoms]:
+    """Read and validate a dataset file. ``require`` lists REF_ keys, ``gaps`` fidelities (e.g. "pbesol")."""
+    frames = read_structures(path)
+    validate_frames(frames, require=require, gaps=gaps, where=str(path))
+    return frames
+
+
+def validate_frames(
+    frames: Sequence[Atoms],
+    require: Sequence[str] = LABEL_KEYS,
+    gaps: Sequence[str] = (),
+    where: str = "<frames>",
+) -> None:
+    """Check keys, shapes and finiteness; the first problem raises InputError naming file, frame and key."""
+    for i, atoms in enumerate(frames):
+        here = f"{where}: frame {i}"
+        n = len(atoms)
+        for key in require:
+            if key == FORCES_KEY:
+                if key not in atoms.arrays:
+                    raise InputError(f"{here}: missing per-atom array '{key}' (eV/Å, shape ({n}, 3))")
+                value = atoms.arrays[key]
+                if value.shape != (n, 3):
+                    raise InputError(f"{here}: '{key}' has shape {value.shape}, expected ({n}, 3)")
+            elif key == STRESS_KEY:
+                if key not in atoms.info:
+                    raise InputError(f"{here}: missing info key '{key}' (eV/Å^3, 3x3)")
+                value = np.asarray(atoms.info[key], dtype=float)
+                if value.shape not in ((3, 3), (6,), (9,)):
+                    raise InputError(f"{here}: '{key}' has shape {value.shape}, expected 3x3")
+            else:
+                if key not in atoms.info:
+                    raise InputError(f"{here}: missing info key '{key}'")
+                value = atoms.info[key]
+            if not np.all(np.isfinite(np.asarray(value, dtype=float))):
+                raise InputError(f"{here}: '{key}' contains NaN or inf")
+        for fidelity in gaps:
+            key = GAP_PREFIX + fidelity
+            if key not in atoms.info:
+                raise InputError(f"{here}: missing info key '{key}' (band gap in eV)")
+            gap = float(atoms.info[key])
+            if not np.isfinite(gap) or gap < 0:
+                raise InputError(f"{here}: '{key}' = {gap}, expected a finite gap >= 0 eV")
+
+
+def frame_text(atoms: Atoms) -> str:
+    buffer = io.StringIO()
+    ase.io.write(buffer, atoms, format="extxyz")
+    return buffer.getvalue()
+
+
+def append_frame(path: str | Path, atoms: Atoms) -> None:
+    """Append one frame in a single write and fsync it, so a kill never leaves half a finished frame."""
+    text = frame_text(atoms)
+    with open(path, "a") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_dataset(path: str | Path, frames: Sequence[Atoms], settings: DatasetSettings | None = None) -> None:
+    """Write frames atomically (temp file + rename); nothing partial is left if writing fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w") as handle:
+            for atoms in frames:
+                handle.write(frame_text(atoms))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if settings is not None:
+        write_settings(path, settings)
+
+
+def read_complete_frames(path: str | Path) -> list[Atoms]:
+    """Frames of a file being appended to; a torn last frame (killed mid-write) is cut off the file."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines(keepends=True)
+    frames, offset = [], 0
+    while offset < len(lines):
+        try:
+            natoms = int(lines[offset].split()[0])
+            chunk = "".join(lines[offset : offset + natoms + 2])
+            if offset + natoms + 2 > len(lines):
+                raise ValueError("truncated frame")
+            frames.append(ase.io.read(io.StringIO(chunk), format="extxyz"))
+        except Exception:
+            break
+        offset += natoms + 2
+    if offset < len(lines):
+        with open(path, "r+") as handle:
+            handle.truncate(len("".join(lines[:offset]).encode()))
+    return frames
+
+
+def merge_datasets(paths: Sequence[str | Path], out: str | Path) -> list[Atoms]:
+    """Concatenate datasets after checking their label settings agree per fidelity."""
+    settings = DatasetSettings()
+    frames: list[Atoms] = []
+    for path in paths:
+        settings = settings.merged_with(read_settings(path), where=str(path))
+        frames.extend(read_dataset(path, require=()))
+    counts = Counter(a.info.get("structure_id") for a in frames)
+    duplicated = {i for i, c in counts.items() if i is not None and c > 1}
+    if duplicated:
+        raise InputError(f"{out}: structure_id values repeat across inputs: {sorted(duplicated)[:5]}")
+    write_dataset(out, frames, settings)
+    return frames

@@ -1,0 +1,157 @@
+"""GPAW labels: plane-wave PBEsol energy, forces, stress and gap, plus an optional non-self-consistent
+HSE06 gap on the same ground state.
+
+gpaw-data ships PBE datasets only; PBEsol ones are generated offline with GPAW's own generator
+(``gpaw dataset -f PBEsol -w El``, default parameters) into a cache folder put first on the setup path.
+Hybrid stress from GPAW is wrong, so the hybrid fidelity contributes only a gap.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+
+from capml.errors import InputError
+from capml.labels.bandgap import band_gap, calculator_eigenvalues
+from capml.labels.base import Labeller, Labels
+
+# Functionals whose PAW datasets gpaw-data ships; others are generated.
+SHIPPED_SETUPS = {"LDA", "PBE"}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CAPML_CACHE", Path.home() / ".cache" / "capml"))
+
+
+def ensure_setups(symbols: Sequence[str], xc: str, folder: str | Path | None = None) -> Path | None:
+    """Generate missing PAW datasets for ``xc`` with GPAW's generator; returns the folder (None if shipped)."""
+    if xc.upper() in SHIPPED_SETUPS:
+        return None
+    folder = Path(folder) if folder is not None else cache_dir() / "gpaw-setups" / xc
+    folder.mkdir(parents=True, exist_ok=True)
+    for symbol in sorted(set(symbols)):
+        target = folder / f"{symbol}.{xc}"
+        if target.exists() or target.with_suffix(target.suffix + ".gz").exists():
+            continue
+        with tempfile.TemporaryDirectory(dir=folder) as scratch:
+            run = subprocess.run(
+                [sys.executable, "-m", "gpaw", "dataset", "-f", xc, "-w", symbol],
+                cwd=scratch, capture_output=True, text=True,
+            )
+            made = Path(scratch) / target.name
+            if run.returncode != 0 or not made.exists():
+                raise RuntimeError(f"GPAW could not generate the {xc} dataset for {symbol}: {run.stderr[-500:]}")
+            shutil.move(made, target)  # atomic within one folder, so a concurrent run never reads half a file
+    import gpaw
+
+    if str(folder) not in gpaw.setup_paths:
+        gpaw.setup_paths.insert(0, str(folder))
+    return folder
+
+
+class GPAWLabeller(Labeller):
+    """PBEsol (or any GGA) plane-wave labels; ``optional=("hse06",)`` adds the hybrid gap on request."""
+
+    def __init__(
+        self,
+        xc: str = "PBEsol",
+        fidelity: str = "pbesol",
+        ecut_eV: float = 350.0,
+        kpts_size: Sequence[int] | None = (1, 1, 1),
+        kpt_density: float | None = None,
+        smearing_eV: float = 0.01,
+        hybrid: str | None = "HSE06",
+        hybrid_fidelity: str = "hse06",
+        hybrid_band_window: int = 4,
+        maxiter: int = 300,
+        nbands: int | str | None = None,
+        setups_dir: str | None = None,
+        txt: str | None = None,
+    ):
+        if kpts_size is None and kpt_density is None:
+            raise InputError("labels.gpaw: set kpts_size or kpt_density")
+        self.xc = xc
+        self.fidelity = fidelity
+        self.ecut_eV = float(ecut_eV)
+        self.kpts_size = None if kpts_size is None else [int(k) for k in kpts_size]
+        self.kpt_density = kpt_density
+        self.smearing_eV = float(smearing_eV)
+        self.hybrid = hybrid
+        self.hybrid_fidelity = hybrid_fidelity
+        self.hybrid_band_window = hybrid_band_window
+        self.optional = (hybrid_fidelity,) if hybrid else ()
+        self.maxiter = maxiter
+        self.nbands = nbands
+        self.setups_dir = setups_dir
+        self.txt = txt
+
+    def _kpts(self) -> dict:
+        # Γ-centred meshes: a shifted mesh misses the band edges at Γ and M.
+        if self.kpt_density is not None:
+            return {"density": float(self.kpt_density), "gamma": True}
+        return {"size": self.kpts_size, "gamma": True}
+
+    def settings(self) -> dict[str, dict]:
+        import gpaw
+
+        base = {
+            "code": "gpaw",
+            "version": gpaw.__version__,
+            "mode": "pw",
+            "ecut_eV": self.ecut_eV,
+            "kpts": self._kpts(),
+            "smearing": {"type": "fermi-dirac", "width_eV": self.smearing_eV},
+            "setups": f"{self.xc} PAW from `gpaw dataset -f {self.xc}` (default parameters)"
+            if self.xc.upper() not in SHIPPED_SETUPS else "gpaw-data",
+        }
+        out = {self.fidelity: {**base, "xc": self.xc}}
+        if self.hybrid:
+            out[self.hybrid_fidelity] = {**base, "xc": self.hybrid, "hybrid": "non-self-consistent on "
+                                         f"the {self.xc} ground state", "property": "gap only"}
+        return out
+
+    def calculator(self, atoms: Atoms):
+        from gpaw import GPAW, PW, FermiDirac
+
+        ensure_setups(atoms.get_chemical_symbols(), self.xc, self.setups_dir)
+        return GPAW(
+            mode=PW(self.ecut_eV),
+            xc=self.xc,
+            kpts=self._kpts(),
+            occupations=FermiDirac(self.smearing_eV),
+            maxiter=self.maxiter,
+            nbands=self.nbands,
+            txt=self.txt,
+        )
+
+    def label(self, atoms: Atoms, extras: frozenset[str] = frozenset()) -> Labels:
+        atoms = atoms.copy()
+        atoms.calc = calc = self.calculator(atoms)
+        labels = Labels(
+            energy_eV=atoms.get_potential_energy(),
+            forces_eV_A=atoms.get_forces(),
+            stress_eV_A3=atoms.get_stress(voigt=False),
+        )
+        eigs, occs = calculator_eigenvalues(calc)
+        labels.gaps_eV[self.fidelity] = band_gap(eigs, occs).gap_eV
+        if self.hybrid and self.hybrid_fidelity in extras:
+            labels.gaps_eV[self.hybrid_fidelity] = self._hybrid_gap(calc, occs)
+        return labels
+
+    def _hybrid_gap(self, calc, occs: np.ndarray) -> float:
+        from gpaw.hybrids.eigenvalues import non_self_consistent_eigenvalues
+
+        filled = (occs > 0.5).sum(axis=-1)
+        n1 = max(int(filled.min()) - self.hybrid_band_window, 0)
+        n2 = min(int(filled.max()) + self.hybrid_band_window, occs.shape[-1])
+        e_dft, v_dft, v_hyb = non_self_consistent_eigenvalues(calc, self.hybrid, n1=n1, n2=n2)
+        return band_gap(e_dft - v_dft + v_hyb, occs[..., n1:n2]).gap_eV
+

@@ -1,0 +1,1 @@
+"""Simulation stages driven by simulate.py."""

@@ -1,0 +1,110 @@
+"""The stages of simulate.py; each takes the composed config and writes into ``cfg.workdir``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from capml.cli import save_resolved_config
+from capml.errors import InputError
+from capml.io.dataset import read_dataset, read_structures, write_dataset
+from capml.labels.base import Labeller
+from capml.labels.run import run_labels
+from capml.structures.parents import end_member_phonons
+from capml.structures.sampler import SolidSolution, sample_structures
+
+log = logging.getLogger("capml.simulate")
+
+
+def solid_solution(cfg: DictConfig) -> SolidSolution:
+    s = cfg.structures.system
+    return SolidSolution(s.a_site, s.b_site, tuple(s.halides), dict(s.lattice_constants), tuple(s.supercell))
+
+
+def make_labeller(cfg: DictConfig) -> Labeller:
+    try:
+        return instantiate(cfg.labels.labeller)
+    except InstantiationException as err:
+        raise InputError(f"labels.labeller: {' '.join(str(err).split())}") from err
+
+
+def parents(cfg: DictConfig) -> dict:
+    labeller = make_labeller(cfg)
+    system = solid_solution(cfg)
+    written = end_member_phonons(system, labeller.calculator, cfg.parents.out_dir,
+                                 cfg.parents.displacement_A)
+    return {k: str(v) for k, v in written.items()}
+
+
+def sample(cfg: DictConfig, **overrides) -> Path:
+    s = cfg.structures
+    kwargs = dict(
+        compositions=None if s.compositions is None else list(s.compositions),
+        temperatures_K=list(s.temperatures_K),
+        phonon_samples=s.phonon_samples,
+        uniform_samples=s.uniform_samples,
+        equilibrium_samples=s.equilibrium_samples,
+        parent_phonons=OmegaConf.to_container(s.parent_phonons) if s.parent_phonons else None,
+        rattle_amplitude_A=s.rattle_amplitude_A,
+        statistics=s.statistics,
+        imaginary_modes=s.imaginary_modes,
+        max_enumerate=s.max_enumerate,
+        seed=cfg.seed,
+    )
+    kwargs.update(overrides)
+    frames = sample_structures(solid_solution(cfg), **kwargs)
+    write_dataset(cfg.sample.out, frames)
+    log.info("wrote %d structures to %s", len(frames), cfg.sample.out)
+    return Path(cfg.sample.out)
+
+
+def label(cfg: DictConfig, limit: int | None = None) -> Path:
+    structures = read_structures(cfg.label.structures)
+    summary = run_labels(
+        structures,
+        cfg.label.out,
+        make_labeller(cfg),
+        subsets=OmegaConf.to_container(cfg.labels.subsets) if cfg.labels.subsets else None,
+        limit=cfg.label.limit if limit is None else limit,
+        retry_failed=cfg.label.retry_failed,
+        where=str(cfg.label.structures),
+    )
+    log.info("labelled %d, skipped %d, failed %d in %.0f s -> %s", summary.labelled, summary.skipped,
+             summary.failed, summary.seconds, cfg.label.out)
+    return Path(cfg.label.out)
+
+
+def demo(cfg: DictConfig) -> Path:
+    """The stages that exist so far, on the bundled end-member phonons: sample, then label a few."""
+    sample(cfg, compositions=list(cfg.demo.compositions), temperatures_K=list(cfg.demo.temperatures_K),
+           phonon_samples=1, uniform_samples=0, equilibrium_samples=0)
+    out = label(cfg, limit=cfg.demo.n_label)
+    frames = read_dataset(out, gaps=[make_labeller(cfg).fidelity])
+    for atoms in frames:
+        log.info("%s  x=%.3f  T=%g K  E=%.4f eV  gap=%.3f eV", atoms.info["structure_id"], atoms.info["x"],
+                 atoms.info["temperature"], atoms.info["REF_energy"],
+                 atoms.info[f"gap_{make_labeller(cfg).fidelity}"])
+    return out
+
+
+def validate(cfg: DictConfig) -> Path:
+    """Check a dataset file against the contract (keys, shapes, finite values, gaps of given fidelities)."""
+    frames = read_dataset(cfg.validate.path, require=list(cfg.validate.require), gaps=list(cfg.validate.gaps))
+    print(f"{cfg.validate.path}: {len(frames)} frames valid")
+    return Path(cfg.validate.path)
+
+
+STAGES = {"parents": parents, "sample": sample, "label": label, "demo": demo, "validate": validate}
+
+
+def run_stage(cfg: DictConfig):
+    if cfg.stage not in STAGES:
+        raise InputError(f"stage='{cfg.stage}': expected one of {sorted(STAGES)}")
+    save_resolved_config(cfg, cfg.workdir, cfg.stage)
+    result = STAGES[cfg.stage](cfg)
+    print(f"capml {cfg.stage}: results in {Path(cfg.workdir).resolve()}")
+    return result

@@ -1,0 +1,77 @@
+"""Harmonic phonons of the end members of a solid solution, saved for the thermal sampler.
+
+For each end member the force constants are computed on exactly the supercell the sampler builds
+(so atom order matches), written as phonopy.yaml with force constants, and the dispersion along
+phonopy's automatic band path is plotted, with the imaginary modes listed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+from ase import Atoms  # noqa: E402
+from ase.calculators.calculator import Calculator  # noqa: E402
+from phonopy import Phonopy  # noqa: E402
+
+from capml.structures.prototypes import mixed_halide_supercell  # noqa: E402
+from capml.structures.sampler import SolidSolution  # noqa: E402
+from capml.structures.thermal import harmonic_phonons, save_phonons  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def end_member_name(system: SolidSolution, halide: str) -> str:
+    return f"{system.a_site}3{system.b_site}{halide}"
+
+
+def imaginary_modes(phonon: Phonopy, threshold_THz: float = -0.05) -> dict:
+    """Frequencies below ``threshold_THz`` (phonopy writes imaginary ones as negative) on the band path."""
+    bands = phonon.get_band_structure_dict()
+    found = []
+    for path_q, path_f in zip(bands["qpoints"], bands["frequencies"]):
+        for q, freqs in zip(path_q, path_f):
+            for branch, f in enumerate(freqs):
+                if f < threshold_THz:
+                    found.append({"q": np.round(q, 4).tolist(), "branch": branch, "frequency_THz": round(float(f), 4)})
+    lowest = min((m["frequency_THz"] for m in found), default=None)
+    return {"n_imaginary_on_path": len(found), "lowest_THz": lowest, "modes": found[:200]}
+
+
+def end_member_phonons(
+    system: SolidSolution,
+    calculator: Callable[[Atoms], Calculator],
+    out_dir: str | Path,
+    displacement_A: float = 0.01,
+) -> dict[str, Path]:
+    """phonopy.yaml per end member under ``out_dir/<name>/``; resumes from cached displacement forces."""
+    out_dir = Path(out_dir)
+    written = {}
+    for index, halide in enumerate(system.halides):
+        name = end_member_name(system, halide)
+        folder = out_dir / name
+        target = folder / "phonopy.yaml"
+        written[halide] = target
+        if target.exists():
+            log.info("%s exists; skipping", target)
+            continue
+        occupation = np.full(len(system.parent()) // 5, index == 0)
+        cell = mixed_halide_supercell(system.a_site, system.b_site, system.halides, system.lattice_constants,
+                                      system.supercell, occupation)
+        phonon = harmonic_phonons(cell, calculator, np.eye(3, dtype=int), displacement_A, workdir=folder / "forces")
+        phonon.auto_band_structure(npoints=51)
+        report = imaginary_modes(phonon)
+        plot = phonon.plot_band_structure()
+        plot.suptitle(f"{name} harmonic dispersion" + (
+            f" — {report['n_imaginary_on_path']} imaginary points, lowest {report['lowest_THz']} THz"
+            if report["n_imaginary_on_path"] else ""))
+        plot.savefig(folder / "band_structure.png", dpi=120)
+        (folder / "imaginary_modes.json").write_text(json.dumps(report, indent=1))
+        save_phonons(phonon, target)
+    return written

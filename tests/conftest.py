@@ -1,0 +1,88 @@
+"""Shared fixtures. ``gap_dataset``: a small, really labelled Ag3SBr(x)I(1-x) set for the GNN tests.
+
+20-atom (2x2x1) cells over all five compositions, equilibrium and rattled, labelled with tblite:
+GFN2-xTB energy/forces/stress/gap on every frame (the cheap fidelity, ``gap_gfn2``) and an IPEA1-xTB
+gap on every third frame (the "accurate" fidelity of the two-stage tests, ``gap_ipea1``). Labelling
+takes about a minute once; the file is kept in tests/fixtures/ and reused (delete it to rebuild).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from capml.labels.bandgap import band_gap, normalised_occupations
+from capml.labels.tblite import TBLiteLabeller
+
+GAP_DATASET = Path(__file__).parent / "fixtures" / "ag3sbri_2x2x1_tblite.extxyz"
+
+
+class GFN2WithIPEA1Gap(TBLiteLabeller):
+    """GFN2-xTB labels plus, on request, the Γ gap of IPEA1-xTB (a second tight-binding Hamiltonian)."""
+
+    optional = ("ipea1",)
+
+    def settings(self):
+        settings = super().settings()
+        settings["ipea1"] = {**settings[self.fidelity], "method": "IPEA1-xTB"}
+        return settings
+
+    def label(self, atoms, extras=frozenset()):
+        from ase.units import Bohr, Hartree
+        from tblite.interface import Calculator
+
+        labels = super().label(atoms)
+        if "ipea1" in extras:
+            calc = Calculator("IPEA1-xTB", atoms.numbers, atoms.positions / Bohr, lattice=atoms.cell[:] / Bohr,
+                              periodic=np.array(atoms.pbc))
+            calc.set("verbosity", 0)
+            result = calc.singlepoint()
+            eigs = (np.asarray(result.get("orbital-energies")) * Hartree).reshape(1, 1, -1)
+            occs = normalised_occupations(np.asarray(result.get("orbital-occupations")).reshape(eigs.shape))
+            labels.gaps_eV["ipea1"] = band_gap(eigs, occs).gap_eV
+        return labels
+
+
+def build_gap_dataset(path: Path) -> Path:
+    from capml.labels.run import run_labels
+    from capml.structures.sampler import SolidSolution, sample_structures
+
+    system = SolidSolution(supercell=(2, 2, 1))
+    structures = sample_structures(system, compositions=None, temperatures_K=[], phonon_samples=0,
+                                   uniform_samples=3, equilibrium_samples=1, parent_phonons=None,
+                                   rattle_amplitude_A=0.1, seed=7)
+    run_labels(structures, path, GFN2WithIPEA1Gap(), subsets={"ipea1": 3})
+    return path
+
+
+@pytest.fixture(scope="session")
+def gap_dataset() -> Path:
+    if not GAP_DATASET.exists():
+        build_gap_dataset(GAP_DATASET)
+    return GAP_DATASET
+
+
+def gnn_config(gap_dataset: Path, out: Path, *overrides: str):
+    """conf/train.yaml composed as train.py would, on the test set, with a tiny model and few epochs."""
+    from hydra import compose, initialize_config_dir
+
+    from capml.cli import CONFIG_DIR
+
+    defaults = [f"data.path={gap_dataset}", "data.target=gap_gfn2", f"data.cache_dir={out.parent / 'graphs'}",
+                "data.split_fractions=[0.6,0.2,0.2]", "data.batch_size=4", "logger=csv", "trainer.max_epochs=12",
+                "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "explain.graphs=0",
+                "model.network.hidden=16", f"paths.output_dir={out}"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=defaults + list(overrides))
+
+
+@pytest.fixture(scope="session")
+def trained_run(gap_dataset, tmp_path_factory) -> dict:
+    """metrics.json contents of one short training run of the paper model on gap_gfn2."""
+    from capml.models.train import train_one
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    metrics = train_one(gnn_config(gap_dataset, out))
+    return {**metrics, "out": out}

@@ -1,0 +1,90 @@
+"""Resumable labelling: interrupted (killed) runs continue, failures are recorded once."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from capml.errors import InputError
+from capml.io.dataset import read_dataset, read_settings, write_dataset
+from capml.labels.ase_calc import ASECalculatorLabeller
+from capml.labels.run import read_failures, run_labels
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def structures(n, bad=()):
+    frames = []
+    for i in range(n):
+        atoms = bulk("Cu", cubic=True).repeat(2)
+        atoms.rattle(0.05, seed=i)
+        if i in bad:
+            atoms[0].symbol = "Si"  # EMT has no Si parameters: this calculation fails
+        atoms.info["structure_id"] = f"s{i:02d}"
+        frames.append(atoms)
+    return frames
+
+
+def test_limit_then_resume_gives_the_same_labels(tmp_path):
+    frames = structures(6)
+    labeller = ASECalculatorLabeller(EMT, fidelity="emt")
+    out = tmp_path / "d.extxyz"
+    first = run_labels(frames, out, labeller, limit=2)
+    assert (first.labelled, first.skipped) == (2, 0)
+    second = run_labels(frames, out, labeller)
+    assert (second.labelled, second.skipped) == (4, 2)
+    labelled = read_dataset(out)
+    assert [a.info["structure_id"] for a in labelled] == [f"s{i:02d}" for i in range(6)]
+    reference = frames[3].copy()
+    reference.calc = EMT()
+    assert labelled[3].info["REF_energy"] == pytest.approx(reference.get_potential_energy())
+    assert np.allclose(labelled[3].arrays["REF_forces"], reference.get_forces())
+    assert "emt" in read_settings(out).fidelities
+
+
+def test_failures_are_recorded_and_not_retried(tmp_path):
+    frames = structures(4, bad={1})
+    labeller = ASECalculatorLabeller(EMT, fidelity="emt")
+    out = tmp_path / "d.extxyz"
+    summary = run_labels(frames, out, labeller)
+    assert (summary.labelled, summary.failed) == (3, 1)
+    failures = read_failures(out)
+    assert list(failures) == ["s01"] and failures["s01"]["error"]
+    again = run_labels(frames, out, labeller)
+    assert (again.labelled, again.failed, again.skipped) == (0, 0, 4)
+
+
+def test_settings_mismatch_refused(tmp_path):
+    out = tmp_path / "d.extxyz"
+    run_labels(structures(1), out, ASECalculatorLabeller(EMT, fidelity="emt", settings={"note": "a"}))
+    with pytest.raises(InputError, match="differ"):
+        run_labels(structures(2), out, ASECalculatorLabeller(EMT, fidelity="emt", settings={"note": "b"}))
+
+
+def test_killed_run_resumes_from_the_command_line(tmp_path):
+    """SIGKILL a real `simulate.py stage=label` mid-run, then rerun it: every structure labelled exactly once."""
+    write_dataset(tmp_path / "structures.extxyz", structures(30))
+    out = tmp_path / "dataset.extxyz"
+    cmd = [sys.executable, "simulate.py", "stage=label", "labels=ase", f"workdir={tmp_path}"]
+    # EMT with a pause per call, so the kill lands mid-run
+    slow = ["labels.labeller.calculator._target_=slow_emt.SlowEMT"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(__file__)}
+    proc = subprocess.Popen(cmd + slow, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or out.read_text().count("Lattice=") < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = out.read_text().count("Lattice=")
+    assert 3 <= partial < 30
+    done = subprocess.run(cmd + slow, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ids = [a.info["structure_id"] for a in read_dataset(out)]
+    assert sorted(ids) == [f"s{i:02d}" for i in range(30)]
+    assert not read_failures(out)

@@ -1,0 +1,93 @@
+from math import comb
+
+import numpy as np
+import pytest
+
+from capml.structures.decorations import inequivalent_decorations, site_permutations
+from capml.structures.prototypes import halide_sites, mixed_halide_supercell
+
+LATTICE = {"Br": 4.793, "I": 4.869}
+
+
+def burnside_orbit_count(perms: np.ndarray, k: int) -> int:
+    """Orbits of k-subsets = average over group elements of the k-subsets each one fixes (cycle types)."""
+    n = perms.shape[1]
+    total = 0
+    for perm in perms:
+        seen = np.zeros(n, bool)
+        cycles = []
+        for start in range(n):
+            length, j = 0, start
+            while not seen[j]:
+                seen[j] = True
+                j = perm[j]
+                length += 1
+            if length:
+                cycles.append(length)
+        ways = [1] + [0] * k
+        for length in cycles:
+            for s in range(k, length - 1, -1):
+                ways[s] += ways[s - length]
+        total += ways[k]
+    assert total % len(perms) == 0
+    return total // len(perms)
+
+
+def halide_perms(supercell):
+    parent = mixed_halide_supercell("Ag", "S", ["Br", "I"], LATTICE, supercell)
+    return site_permutations(parent, halide_sites(parent, ["Br", "I"]))
+
+
+def test_2x2x2_has_22_inequivalent_decorations_against_burnside():
+    perms = halide_perms([2, 2, 2])
+    counts = []
+    for k in range(9):
+        decorations = inequivalent_decorations(perms, k)
+        assert len(decorations) == burnside_orbit_count(perms, k)
+        assert sum(d.multiplicity for d in decorations) == comb(8, k)
+        assert all(sum(d.occupation) == k for d in decorations)
+        counts.append(len(decorations))
+    assert counts == [1, 1, 3, 3, 6, 3, 3, 1, 1]
+    assert sum(counts) == 22
+
+
+def test_2x2x1_counts_against_burnside():
+    perms = halide_perms([2, 2, 1])
+    for k in range(5):
+        decorations = inequivalent_decorations(perms, k)
+        assert len(decorations) == burnside_orbit_count(perms, k)
+        assert sum(d.multiplicity for d in decorations) == comb(4, k)
+
+
+def test_decorations_are_pairwise_inequivalent():
+    perms = halide_perms([2, 2, 2])
+    decorations = inequivalent_decorations(perms, 4)
+    orbits = []
+    for d in decorations:
+        occ = np.array(d.occupation)
+        orbits.append({tuple(occ[p]) for p in perms})
+    for i in range(len(orbits)):
+        for j in range(i + 1, len(orbits)):
+            assert not orbits[i] & orbits[j]
+        assert len(orbits[i]) == decorations[i].multiplicity
+
+
+def test_random_sampling_past_threshold_is_seeded_and_keeps_exact_multiplicities():
+    perms = halide_perms([2, 2, 2])
+    exact = {d.occupation: d.multiplicity for d in inequivalent_decorations(perms, 4)}
+    sampled = inequivalent_decorations(perms, 4, max_enumerate=10, n_random=200, seed=3)
+    again = inequivalent_decorations(perms, 4, max_enumerate=10, n_random=200, seed=3)
+    assert [d.occupation for d in sampled] == [d.occupation for d in again]
+    # canonical representatives are the same whichever way they were found
+    for d in sampled:
+        assert exact[d.occupation] == d.multiplicity
+
+
+@pytest.mark.parametrize("k", [3, 13])
+def test_3x3x3_random_mode_multiplicities_divide_group_order(k):
+    perms = halide_perms([3, 3, 3])
+    decorations = inequivalent_decorations(perms, k, max_enumerate=1000, n_random=300, seed=0)
+    assert decorations
+    for d in decorations:
+        assert len(perms) % d.multiplicity == 0
+        assert d.multiplicity <= comb(27, k)
