@@ -208,6 +208,24 @@ def read_complete_frames(path: str | Path) -> list[Atoms]:
     return frames
 
 
+def failures_path(path: str | Path) -> Path:
+    """Sidecar of a dataset being labelled: one JSON line per structure whose calculation failed."""
+    path = Path(path)
+    return path.with_name(path.name + ".failures.jsonl")
+
+
+def read_failures(path: str | Path) -> dict[str, dict]:
+    sidecar = failures_path(path)
+    if not sidecar.exists():
+        return {}
+    records = {}
+    for line in sidecar.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            records[record["structure_id"]] = record
+    return records
+
+
 def merge_datasets(paths: Sequence[str | Path], out: str | Path) -> list[Atoms]:
     """Concatenate datasets after checking their label settings agree per fidelity."""
     settings = DatasetSettings()

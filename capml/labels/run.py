@@ -22,7 +22,9 @@ from capml.errors import InputError
 from capml.io.dataset import (
     DatasetSettings,
     append_frame,
+    failures_path,
     read_complete_frames,
+    read_failures,
     read_settings,
     validate_frames,
     write_settings,
@@ -30,23 +32,6 @@ from capml.io.dataset import (
 from capml.labels.base import Labeller
 
 log = logging.getLogger(__name__)
-
-
-def failures_path(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(out.name + ".failures.jsonl")
-
-
-def read_failures(out: str | Path) -> dict[str, dict]:
-    path = failures_path(out)
-    if not path.exists():
-        return {}
-    records = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            records[record["structure_id"]] = record
-    return records
 
 
 @dataclass

@@ -14,15 +14,12 @@ from capml.errors import InputError
 from capml.io.dataset import read_dataset, read_structures, write_dataset
 from capml.labels.base import Labeller
 from capml.labels.run import run_labels
+from capml.simulate import pipeline as simulate_pipeline
+from capml.simulate.pipeline import solid_solution
 from capml.structures.parents import end_member_phonons
-from capml.structures.sampler import SolidSolution, sample_structures
+from capml.structures.sampler import sample_structures
 
 log = logging.getLogger("capml.simulate")
-
-
-def solid_solution(cfg: DictConfig) -> SolidSolution:
-    s = cfg.structures.system
-    return SolidSolution(s.a_site, s.b_site, tuple(s.halides), dict(s.lattice_constants), tuple(s.supercell))
 
 
 def make_labeller(cfg: DictConfig) -> Labeller:
@@ -48,7 +45,7 @@ def sample(cfg: DictConfig, **overrides) -> Path:
         phonon_samples=s.phonon_samples,
         uniform_samples=s.uniform_samples,
         equilibrium_samples=s.equilibrium_samples,
-        parent_phonons=OmegaConf.to_container(s.parent_phonons) if s.parent_phonons else None,
+        parent_phonons=OmegaConf.to_container(s.parent_phonons, resolve=True) if s.parent_phonons else None,
         rattle_amplitude_A=s.rattle_amplitude_A,
         statistics=s.statistics,
         imaginary_modes=s.imaginary_modes,
@@ -68,7 +65,7 @@ def label(cfg: DictConfig, limit: int | None = None) -> Path:
         structures,
         cfg.label.out,
         make_labeller(cfg),
-        subsets=OmegaConf.to_container(cfg.labels.subsets) if cfg.labels.subsets else None,
+        subsets=OmegaConf.to_container(cfg.labels.subsets, resolve=True) if cfg.labels.subsets else None,
         limit=cfg.label.limit if limit is None else limit,
         retry_failed=cfg.label.retry_failed,
         where=str(cfg.label.structures),
@@ -78,8 +75,8 @@ def label(cfg: DictConfig, limit: int | None = None) -> Path:
     return Path(cfg.label.out)
 
 
-def demo(cfg: DictConfig) -> Path:
-    """The stages that exist so far, on the bundled end-member phonons: sample, then label a few."""
+def data_demo(cfg: DictConfig) -> Path:
+    """The data side on the bundled end-member phonons: sample structures, then label a few."""
     sample(cfg, compositions=list(cfg.demo.compositions), temperatures_K=list(cfg.demo.temperatures_K),
            phonon_samples=1, uniform_samples=0, equilibrium_samples=0)
     out = label(cfg, limit=cfg.demo.n_label)
@@ -98,13 +95,24 @@ def validate(cfg: DictConfig) -> Path:
     return Path(cfg.validate.path)
 
 
-STAGES = {"parents": parents, "sample": sample, "label": label, "demo": demo, "validate": validate}
+STAGES = {"parents": parents, "sample": sample, "label": label, "validate": validate, "data_demo": data_demo,
+          **simulate_pipeline.PIPELINE, "pipeline": simulate_pipeline.pipeline, "demo": data_demo}
 
 
 def run_stage(cfg: DictConfig):
     if cfg.stage not in STAGES:
         raise InputError(f"stage='{cfg.stage}': expected one of {sorted(STAGES)}")
+    _multirun_workdir(cfg)
     save_resolved_config(cfg, cfg.workdir, cfg.stage)
     result = STAGES[cfg.stage](cfg)
     print(f"capml {cfg.stage}: results in {Path(cfg.workdir).resolve()}")
     return result
+
+
+def _multirun_workdir(cfg: DictConfig) -> None:
+    """In a sweep (-m) every job writes into its own Hydra job folder, so parallel jobs never share files."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        cfg.workdir = HydraConfig.get().runtime.output_dir

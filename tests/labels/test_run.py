@@ -14,7 +14,8 @@ from ase.calculators.emt import EMT
 from capml.errors import InputError
 from capml.io.dataset import read_dataset, read_settings, write_dataset
 from capml.labels.ase_calc import ASECalculatorLabeller
-from capml.labels.run import read_failures, run_labels
+from capml.io.dataset import read_failures
+from capml.labels.run import run_labels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -1,0 +1,104 @@
+"""Summaries of a dataset file for its data card: counts per composition, temperature and sampling, label
+wall time, and gap histograms per fidelity.
+
+    python -m capml.io.report data/ag3sbri/dataset.extxyz --out data/ag3sbri
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from capml.io.dataset import GAP_PREFIX, gap_keys, read_dataset, read_failures, read_settings  # noqa: E402
+
+
+def dataset_table(path: str | Path) -> pd.DataFrame:
+    frames = read_dataset(path)
+    rows = []
+    for atoms in frames:
+        row = {key: atoms.info.get(key) for key in ("structure_id", "config_id", "x", "temperature", "sampling")}
+        row["n_atoms"] = len(atoms)
+        row["energy_per_atom_eV"] = atoms.info["REF_energy"] / len(atoms)
+        row["max_force_eV_A"] = float(np.abs(atoms.arrays["REF_forces"]).max())
+        row["label_seconds"] = atoms.info.get("label_seconds", np.nan)
+        for key in gap_keys([atoms]):
+            row[key] = atoms.info[key]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def gap_histograms(table: pd.DataFrame, out: Path) -> Path:
+    fidelities = [c for c in table.columns if c.startswith(GAP_PREFIX)]
+    fig, axes = plt.subplots(1, len(fidelities), figsize=(4.5 * len(fidelities), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], fidelities):
+        values = table[key].dropna()
+        ax.hist(values, bins=20, color="tab:blue" if "pbesol" in key else "tab:red", alpha=0.8)
+        ax.set_xlabel(f"{key} (eV)")
+        ax.set_ylabel("structures")
+        ax.set_title(f"{key}: n={len(values)}, mean {values.mean():.3f} eV")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def gap_vs_composition(table: pd.DataFrame, out: Path) -> Path:
+    fidelities = [c for c in table.columns if c.startswith(GAP_PREFIX)]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for key in fidelities:
+        sub = table.dropna(subset=[key])
+        ax.scatter(sub["x"], sub[key], s=12, label=key, alpha=0.7)
+    ax.set_xlabel("x in Ag3SBr(x)I(1-x)")
+    ax.set_ylabel("band gap (eV)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def summarise(path: str | Path, out_dir: str | Path) -> dict:
+    path, out_dir = Path(path), Path(out_dir)
+    table = dataset_table(path)
+    counts = table.pivot_table(index="x", columns=["sampling"], values="structure_id", aggfunc="count",
+                               fill_value=0)
+    phonon = table[table.sampling == "phonon"].pivot_table(index="x", columns="temperature", values="structure_id",
+                                                           aggfunc="count", fill_value=0)
+    summary = {
+        "n_structures": len(table),
+        "n_failed": len(read_failures(path)),
+        "gap_counts": {c: int(table[c].notna().sum()) for c in table.columns if c.startswith(GAP_PREFIX)},
+        "label_hours_total": float(np.nansum(table["label_seconds"]) / 3600),
+        "label_seconds_median": float(np.nanmedian(table["label_seconds"])),
+        "settings": read_settings(path).fidelities,
+        "counts_by_x_and_sampling": counts.to_dict(),
+        "phonon_counts_by_x_and_T": phonon.to_dict(),
+        "histogram": str(gap_histograms(table, out_dir / "gap_histograms.png")),
+        "gap_vs_x": str(gap_vs_composition(table, out_dir / "gap_vs_x.png")),
+    }
+    table.to_csv(out_dir / "dataset_summary.csv", index=False)
+    (out_dir / "dataset_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    print(counts.to_markdown())
+    print()
+    print(phonon.to_markdown())
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset")
+    parser.add_argument("--out", default=None, help="folder for the plots and tables (default: next to dataset)")
+    args = parser.parse_args(argv)
+    summarise(args.dataset, args.out or Path(args.dataset).parent)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+import json
+
+import numpy as np
+from ase.build import bulk
+
+from capml.io.dataset import DatasetSettings, write_dataset
+from capml.io.report import summarise
+
+
+def test_summary_counts_and_plots(tmp_path):
+    frames = []
+    for i in range(12):
+        atoms = bulk("Cu", cubic=True)
+        atoms.info.update(REF_energy=-4.0 - 0.01 * i, REF_stress=np.zeros((3, 3)), structure_id=f"s{i}",
+                          config_id=f"c{i % 3}", x=(i % 3) / 2, temperature=[0.0, 300.0][i % 2],
+                          sampling=["equilibrium", "phonon"][i % 2], gap_pbesol=0.5 + 0.01 * i, label_seconds=10.0)
+        if i % 3 == 0:
+            atoms.info["gap_hse06"] = 1.0 + 0.01 * i
+        atoms.arrays["REF_forces"] = np.zeros((4, 3))
+        frames.append(atoms)
+    path = tmp_path / "d.extxyz"
+    write_dataset(path, frames, DatasetSettings({"pbesol": {"ecut_eV": 350}}))
+    summary = summarise(path, tmp_path)
+    assert summary["n_structures"] == 12
+    assert summary["gap_counts"] == {"gap_hse06": 4, "gap_pbesol": 12}
+    assert abs(summary["label_hours_total"] - 120 / 3600) < 1e-9
+    assert (tmp_path / "gap_histograms.png").stat().st_size > 5000
+    saved = json.loads((tmp_path / "dataset_summary.json").read_text())
+    assert saved["counts_by_x_and_sampling"]["phonon"] == {"0.0": 2, "0.5": 2, "1.0": 2}
