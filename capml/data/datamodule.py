@@ -1,0 +1,103 @@
+"""Lightning data module: one target, seeded splits grouped by parent configuration, scalers from train only."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from ase import Atoms
+from torch_geometric.loader import DataLoader
+
+from capml.data.dataset import CrystalGraphDataset
+from capml.errors import InputError
+from capml.graphs.build import DEFAULT_CUTOFF_A
+from capml.graphs.normalise import FeatureScaler, TargetScaler
+from capml.io.split import grouped_split
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+class GraphDataModule(pl.LightningDataModule):
+    """Frames lacking ``target`` are dropped (and counted in the log) before splitting, so a fidelity
+    labelled on a subset (e.g. gap_hse06 on every third frame) trains on that subset only."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        target: str = "gap_pbesol",
+        cutoff_A: float = DEFAULT_CUTOFF_A,
+        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        split_seed: int = 0,
+        group_key: str = "config_id",
+        batch_size: int = 32,
+        num_workers: int = 0,
+        cache_dir: str | Path | None = None,
+    ):
+        super().__init__()
+        self.path = Path(path)
+        self.target = target
+        self.cutoff_A = cutoff_A
+        self.split_fractions = tuple(split_fractions)
+        self.split_seed = split_seed
+        self.group_key = group_key
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.cache_dir = cache_dir
+        self.dataset: CrystalGraphDataset | None = None
+        self.indices: dict[str, np.ndarray] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is not None:
+            return
+        dataset = CrystalGraphDataset(self.path, self.cutoff_A, self.cache_dir)
+        values = dataset.target(self.target)
+        labelled = np.flatnonzero(np.isfinite(values))
+        dropped = len(values) - len(labelled)
+        if dropped:
+            log.info("%s: dropped %d of %d frames without '%s'", self.path, dropped, len(values), self.target)
+        self.dropped = dropped
+        frames = [Atoms(info=dataset.meta["info"][k]) for k in labelled]
+        parts = grouped_split(frames, self.split_fractions, seed=self.split_seed, group_key=self.group_key)
+        self.indices = {name: labelled[part] for name, part in zip(SPLITS, parts)}
+        for name in ("train", "val"):
+            if len(self.indices[name]) == 0:
+                raise InputError(
+                    f"{self.path}: the {name} split is empty ({len(labelled)} frames with '{self.target}', "
+                    f"fractions {list(self.split_fractions)}); add data or change data.split_fractions"
+                )
+        self.dataset = dataset
+        log.info("%s: target %s, frames train/val/test = %s", self.path, self.target,
+                 "/".join(str(len(self.indices[s])) for s in SPLITS))
+
+    def subset(self, split: str):
+        return self.dataset[torch.as_tensor(self.indices[split])]
+
+    def feature_scaler(self) -> FeatureScaler:
+        """Node-feature standardisation fitted on the training graphs only."""
+        bounds = self.dataset.slices["x"].numpy()
+        graph_of_node = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+        return FeatureScaler.fit(self.dataset._data.x.numpy()[np.isin(graph_of_node, self.indices["train"])])
+
+    def target_scaler(self, kind: str) -> TargetScaler:
+        """Target scaling fitted on the training targets only."""
+        return TargetScaler.fit(self.dataset.target(self.target)[self.indices["train"]], kind)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.split_seed) if shuffle else None
+        return DataLoader(self.subset(split), batch_size=self.batch_size, shuffle=shuffle, generator=generator,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,112 @@
+"""Results people look at: prediction tables, parity plots, the two-stage comparison, sweep rankings."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from hydra.experimental.callback import Callback
+from matplotlib.figure import Figure  # no pyplot: plots are written to files, whatever the backend
+from omegaconf import DictConfig, OmegaConf
+from torch_geometric.loader import DataLoader
+
+log = logging.getLogger(__name__)
+
+
+@torch.inference_mode()
+def prediction_table(module, datamodule, batch_size: int = 256) -> pd.DataFrame:
+    """One row per frame of every non-empty split: structure_id, split, y_true, y_pred (target units)."""
+    module = module.eval()
+    rows = []
+    for split, indices in datamodule.indices.items():
+        if len(indices) == 0:
+            continue
+        predictions = [module.predict_physical(graph) for graph in
+                       DataLoader(datamodule.subset(split), batch_size=batch_size, shuffle=False)]
+        info = datamodule.dataset.meta["info"]
+        rows.append(pd.DataFrame({
+            "structure_id": [info[k].get("structure_id", str(k)) for k in indices],
+            "split": split,
+            "y_true": datamodule.dataset.target(datamodule.target)[indices],
+            "y_pred": torch.cat(predictions).double().numpy(),
+        }))
+    return pd.concat(rows, ignore_index=True)
+
+
+def parity_plot(table: pd.DataFrame, path: Path, title: str = "", unit: str = "eV") -> None:
+    splits = [s for s in ("train", "val", "test") if s in set(table["split"])]
+    fig = Figure(figsize=(4 * len(splits), 4))
+    axes = fig.subplots(1, len(splits), squeeze=False)
+    lo, hi = table[["y_true", "y_pred"]].min().min(), table[["y_true", "y_pred"]].max().max()
+    for ax, split in zip(axes[0], splits):
+        rows = table[table["split"] == split]
+        mae = np.mean(np.abs(rows["y_pred"] - rows["y_true"]))
+        ax.scatter(rows["y_true"], rows["y_pred"], s=10, alpha=0.7)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set(xlabel=f"reference ({unit})", ylabel=f"predicted ({unit})", title=f"{split}: MAE {mae:.3f} {unit}")
+        ax.set_aspect("equal")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def compare_two_stage(runs: dict[str, dict], out: Path) -> pd.DataFrame:
+    """Table (CSV and JSON) and bar plot of val/test MAE, RMSE and R² of each stage of a two-stage run."""
+    rows = [{"run": name, "target": m["target"], "split": split, "n_train": m["frames"]["train"], **m[split]}
+            for name, m in runs.items() for split in ("val", "test") if split in m]
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "two_stage.csv", index=False)
+    (out / "two_stage.json").write_text(json.dumps(runs, indent=2))
+    accurate = table[table["run"] != "pretrain"]
+    fig = Figure(figsize=(8, 3.5))
+    axes = fig.subplots(1, 2)
+    for ax, metric in zip(axes, ("mae", "rmse")):
+        pivot = accurate.pivot(index="split", columns="run", values=metric)
+        pivot.plot.bar(ax=ax, rot=0)
+        ax.set(ylabel=f"{metric.upper()} (eV)", title=f"{runs['scratch']['target']}: fine-tuned vs scratch")
+    fig.tight_layout()
+    fig.savefig(out / "two_stage.png", dpi=120)
+    log.info("two-stage comparison:\n%s", table.to_string(index=False))
+    return table
+
+
+def rank_sweep(sweep_dir: str | Path, metric: str = "val/mae") -> pd.DataFrame:
+    """One row per finished job of a multirun (its swept overrides and val/test metrics), best ``metric``
+    first; written to sweep_ranking.csv in ``sweep_dir``."""
+    sweep_dir = Path(sweep_dir)
+    split, name = metric.split("/")
+    rows = []
+    for path in sorted(sweep_dir.glob("**/metrics.json")):
+        metrics = json.loads(path.read_text())
+        if split not in metrics:
+            continue
+        overrides_file = path.parent / ".hydra" / "overrides.yaml"
+        overrides = OmegaConf.load(overrides_file) if overrides_file.exists() else []
+        row = {"job": str(path.parent.relative_to(sweep_dir)), **dict(o.split("=", 1) for o in overrides)}
+        row.update({f"{s}/{k}": v for s in ("val", "test") for k, v in metrics.get(s, {}).items()})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    # overrides shared by every job (data path, epochs, ...) say nothing about the ranking: keep the swept ones
+    shared = [c for c in table.columns if c != "job" and "/" not in c and table[c].nunique(dropna=False) == 1]
+    table = table.drop(columns=shared if len(table) > 1 else [])
+    if len(table):
+        ascending = name != "r2"
+        table = table.sort_values(metric, ascending=ascending, ignore_index=True)
+    table.to_csv(sweep_dir / "sweep_ranking.csv", index=False)
+    return table
+
+
+class RankSweep(Callback):
+    """Hydra callback: after a multirun ends, rank its jobs into <sweep dir>/sweep_ranking.csv."""
+
+    def __init__(self, metric: str = "val/mae"):
+        self.metric = metric
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        table = rank_sweep(config.hydra.sweep.dir, self.metric)
+        log.info("sweep ranking by %s (%d jobs) in %s/sweep_ranking.csv:\n%s", self.metric, len(table),
+                 config.hydra.sweep.dir, table.head(10).to_string(index=False))

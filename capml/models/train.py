@@ -1,0 +1,146 @@
+"""GNN training stage of train.py: one run, or pretrain -> fine-tune -> from-scratch comparison.
+
+Everything is instantiated from the composed Hydra config (conf/train.yaml): the data module, Trainer,
+callbacks and loggers. Each run writes into its output folder: the resolved config, checkpoints/best.ckpt,
+metrics.json (val and test MAE/RMSE/R² of the best checkpoint), predictions.csv, parity.png and, when
+``explain.graphs`` > 0, edge importance by element pair (GNNExplainer).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.loggers import WandbLogger
+
+from capml.cli import save_resolved_config
+from capml.errors import InputError
+from capml.models.module import GraphRegressor, regression_metrics, target_scaling_for
+from capml.models.report import compare_two_stage, parity_plot, prediction_table
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> float:
+    """Train as configured; returns the validation metric named by ``optimize_metric`` (for sweepers)."""
+    if cfg.get("two_stage"):
+        return run_two_stage(cfg)
+    metrics = train_one(cfg)
+    return objective(metrics, cfg.optimize_metric)
+
+
+def objective(metrics: dict, name: str) -> float:
+    split, metric = name.split("/")
+    return float(metrics[split][metric])
+
+
+def build_module(cfg: DictConfig, datamodule) -> GraphRegressor:
+    model = cfg.model
+    common = dict(target=datamodule.target, cutoff_A=datamodule.cutoff_A, loss=model.loss, lr=model.lr,
+                  weight_decay=model.weight_decay, scheduler=model.scheduler,
+                  scheduler_patience=model.scheduler_patience, max_epochs=cfg.trainer.max_epochs)
+    checkpoint = cfg.finetune.checkpoint
+    if not checkpoint:
+        head = model.head
+        return GraphRegressor(network=OmegaConf.to_container(model.network, resolve=True), head=head,
+                              feature_scaler=datamodule.feature_scaler().to_dict(),
+                              target_scaler=datamodule.target_scaler(target_scaling_for(head)).to_dict(), **common)
+    if not Path(checkpoint).is_file():
+        raise InputError(f"finetune.checkpoint={checkpoint}: file not found")
+    base = GraphRegressor.load_from_checkpoint(checkpoint, map_location="cpu")
+    if abs(base.hparams.cutoff_A - datamodule.cutoff_A) > 1e-9:
+        raise InputError(f"finetune.checkpoint={checkpoint}: trained with cutoff {base.hparams.cutoff_A} Å, "
+                         f"data.cutoff_A is {datamodule.cutoff_A} Å")
+    head = base.hparams.head
+    target_scaler = (datamodule.target_scaler(target_scaling_for(head)).to_dict() if cfg.finetune.refit_scaling
+                     else dict(base.hparams.target_scaler))
+    # the encoder was trained on inputs standardised with the pretraining statistics: keep them
+    module = GraphRegressor(network=dict(base.hparams.network), head=head, feature_scaler=dict(base.hparams.feature_scaler),
+                            target_scaler=target_scaler, **common)
+    module.network.load_state_dict(base.network.state_dict())
+    if cfg.finetune.freeze_convs:
+        module.freeze_encoder()
+    log.info("fine-tuning from %s (freeze_convs=%s, refit_scaling=%s)", checkpoint, cfg.finetune.freeze_convs,
+             cfg.finetune.refit_scaling)
+    return module
+
+
+def instantiate_group(group: DictConfig | None) -> list:
+    return [instantiate(item) for item in (group or {}).values() if item is not None and "_target_" in item]
+
+
+def train_one(cfg: DictConfig) -> dict:
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_resolved_config(cfg, out, "train")
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    module = build_module(cfg, datamodule)
+    loggers = instantiate_group(cfg.get("logger"))
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=loggers or False,
+                          default_root_dir=str(out))
+    trainer.fit(module, datamodule=datamodule)
+    checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    if checkpoint:
+        module = GraphRegressor.load_from_checkpoint(checkpoint, map_location="cpu")
+    else:
+        checkpoint = str(out / "checkpoints" / "last.ckpt")
+        trainer.save_checkpoint(checkpoint)
+    metrics = {"target": datamodule.target, "checkpoint": str(Path(checkpoint).resolve()),
+               "frames": {split: int(len(idx)) for split, idx in datamodule.indices.items()},
+               "dropped_without_target": int(datamodule.dropped)}
+    table = prediction_table(module, datamodule)
+    for split, rows in table.groupby("split"):
+        metrics[split] = regression_metrics(rows["y_true"].to_numpy(), rows["y_pred"].to_numpy())
+    if trainer.is_global_zero:  # under DDP every rank gets the metrics, one writes the files
+        write_outputs(cfg, out, module, datamodule, table, metrics)
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()  # the next stage of a two-stage run starts its own W&B run
+    log.info("%s: val MAE %.4f, test MAE %s; outputs in %s", datamodule.target, metrics["val"]["mae"],
+             f"{metrics['test']['mae']:.4f}" if "test" in metrics else "n/a", out)
+    return metrics
+
+
+def write_outputs(cfg: DictConfig, out: Path, module: GraphRegressor, datamodule, table, metrics: dict) -> None:
+    table.to_csv(out / "predictions.csv", index=False)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    parity_plot(table, out / "parity.png", title=f"{cfg.run_name}: {datamodule.target}")
+    if cfg.explain.graphs > 0 and len(datamodule.indices["test"]):
+        from capml.models.explain import element_pair_importance
+
+        graphs = datamodule.subset("test")[: cfg.explain.graphs]
+        importance = element_pair_importance(module, graphs, epochs=cfg.explain.epochs)
+        importance.to_csv(out / "edge_importance.csv", index=False)
+
+
+def stage_config(cfg: DictConfig, name: str, target: str, checkpoint: str | None, lr: float | None) -> DictConfig:
+    stage = copy.deepcopy(cfg)
+    with open_dict(stage):
+        stage.two_stage = None
+        stage.paths.output_dir = str(Path(cfg.paths.output_dir) / name)
+        stage.run_name = f"{cfg.run_name}_{name}"
+        stage.data.target = target
+        stage.finetune.checkpoint = checkpoint
+        if checkpoint and lr is not None:
+            stage.model.lr = lr
+    return stage
+
+
+def run_two_stage(cfg: DictConfig) -> float:
+    """Pretrain on ``two_stage.cheap``, fine-tune on ``two_stage.accurate`` from the stage-1 checkpoint and
+    train on ``two_stage.accurate`` from scratch; two_stage.csv/.json/.png compare the last two."""
+    plan = cfg.two_stage
+    pretrain = train_one(stage_config(cfg, "pretrain", plan.cheap, None, None))
+    finetune = train_one(stage_config(cfg, "finetune", plan.accurate, pretrain["checkpoint"], plan.finetune_lr))
+    scratch = train_one(stage_config(cfg, "scratch", plan.accurate, None, None))
+    compare_two_stage({"pretrain": pretrain, "finetune": finetune, "scratch": scratch}, Path(cfg.paths.output_dir))
+    return objective(finetune, cfg.optimize_metric)

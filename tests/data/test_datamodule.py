@@ -1,0 +1,59 @@
+"""Grouped seeded splits, frames without the target dropped and counted, scalers fitted on train only."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from capml.data.datamodule import GraphDataModule
+from capml.errors import InputError
+from capml.io.dataset import read_dataset
+
+
+def module(path, tmp_path, **kwargs):
+    kwargs.setdefault("split_fractions", (0.6, 0.2, 0.2))
+    dm = GraphDataModule(path, cache_dir=tmp_path, batch_size=4, **kwargs)
+    dm.setup("fit")
+    return dm
+
+
+def test_splits_are_grouped_seeded_and_disjoint(gap_dataset, tmp_path):
+    frames = read_dataset(gap_dataset, require=())
+    dm = module(gap_dataset, tmp_path, target="gap_gfn2", split_seed=1)
+    groups = {split: {frames[k].info["config_id"] for k in idx} for split, idx in dm.indices.items()}
+    assert not (groups["train"] & groups["val"]) and not (groups["train"] & groups["test"])
+    assert not (groups["val"] & groups["test"])
+    assert sorted(np.concatenate(list(dm.indices.values()))) == list(range(len(frames)))
+    again = module(gap_dataset, tmp_path, target="gap_gfn2", split_seed=1)
+    assert all(np.array_equal(dm.indices[s], again.indices[s]) for s in dm.indices)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.num_graphs == 4 and batch.gap_gfn2.shape == (4,)
+
+
+def test_frames_without_the_target_are_dropped_and_logged(gap_dataset, tmp_path, caplog):
+    frames = read_dataset(gap_dataset, require=())
+    labelled = [k for k, a in enumerate(frames) if "gap_ipea1" in a.info]
+    with caplog.at_level(logging.INFO, logger="capml.data.datamodule"):
+        dm = GraphDataModule(gap_dataset, target="gap_ipea1", cache_dir=tmp_path, split_fractions=(0.5, 0.5, 0.0),
+                             group_key="structure_id")
+        dm.setup("fit")
+    assert f"dropped {len(frames) - len(labelled)} of {len(frames)} frames without 'gap_ipea1'" in caplog.text
+    assert sorted(np.concatenate(list(dm.indices.values()))) == labelled
+    assert dm.dropped == len(frames) - len(labelled)
+
+
+def test_scalers_use_the_training_split_only(gap_dataset, tmp_path):
+    frames = read_dataset(gap_dataset, require=())
+    dm = module(gap_dataset, tmp_path, target="gap_gfn2")
+    train = [frames[k] for k in dm.indices["train"]]
+    gaps = np.array([a.info["gap_gfn2"] for a in train])
+    minmax = dm.target_scaler("minmax")
+    assert np.isclose(minmax.shift, gaps.min(), atol=1e-6) and np.isclose(minmax.scale, np.ptp(gaps), atol=1e-6)
+    features = dm.feature_scaler()
+    masses = np.concatenate([a.get_masses() for a in train])
+    assert np.isclose(features.mean[1], masses.mean(), rtol=1e-3) and np.isclose(features.std[1], masses.std(), rtol=1e-3)
+
+
+def test_empty_validation_split_is_an_input_error(gap_dataset, tmp_path):
+    with pytest.raises(InputError, match="the val split is empty"):
+        module(gap_dataset, tmp_path, target="gap_gfn2", split_fractions=(1.0, 0.0, 0.0))

@@ -1,0 +1,47 @@
+"""The PyG dataset: targets computed from the file independently, the on-disk cache and its key."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from capml.data.dataset import CrystalGraphDataset
+from capml.errors import InputError
+from capml.io.dataset import read_dataset
+
+
+def test_targets_match_the_file(gap_dataset, tmp_path):
+    dataset = CrystalGraphDataset(gap_dataset, cache_dir=tmp_path)
+    frames = read_dataset(gap_dataset, require=())
+    assert len(dataset) == len(frames)
+    assert set(dataset.targets) == {"gap_gfn2", "gap_ipea1", "energy_per_atom", "hydrostatic_stress"}
+    assert np.allclose(dataset.target("gap_gfn2"), [a.info["gap_gfn2"] for a in frames], atol=1e-6)
+    assert np.allclose(dataset.target("energy_per_atom"), [a.info["REF_energy"] / len(a) for a in frames], rtol=1e-6)
+    pressure = [-np.mean(np.diag(np.reshape(a.info["REF_stress"], (3, 3)))) for a in frames]
+    assert np.allclose(-dataset.target("hydrostatic_stress"), pressure, rtol=1e-5, atol=1e-9)
+    ipea1 = dataset.target("gap_ipea1")
+    assert np.isfinite(ipea1).sum() == sum("gap_ipea1" in a.info for a in frames) < len(frames)
+    graph = dataset[3]
+    assert graph.num_nodes == len(frames[3]) and graph.x.shape[1] == 4
+    with pytest.raises(InputError, match="target 'gap_hse06' not in the dataset"):
+        dataset.target("gap_hse06")
+
+
+def test_cache_is_reused_and_rebuilt_when_the_file_changes(gap_dataset, tmp_path):
+    first = CrystalGraphDataset(gap_dataset, cache_dir=tmp_path)
+    cached = first.processed_paths[0]
+    stamp = (tmp_path / cached).stat().st_mtime_ns
+    again = CrystalGraphDataset(gap_dataset, cache_dir=tmp_path)
+    assert again.processed_paths[0] == cached and (tmp_path / cached).stat().st_mtime_ns == stamp
+    grown = tmp_path / "grown.extxyz"
+    shutil.copy(gap_dataset, grown)
+    with open(grown, "a") as handle, open(gap_dataset) as source:
+        handle.write("".join(source.readlines()[:22]))  # one more 20-atom frame
+    bigger = CrystalGraphDataset(grown, cache_dir=tmp_path)
+    assert len(bigger) == len(first) + 1 and bigger.processed_paths[0] != cached
+    assert len(CrystalGraphDataset(gap_dataset, cutoff_A=4.0, cache_dir=tmp_path)[0].edge_weight) < len(first[0].edge_weight)
+
+
+def test_missing_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="nothere.extxyz: dataset file not found"):
+        CrystalGraphDataset(tmp_path / "nothere.extxyz")
