@@ -1,0 +1,98 @@
+"""Batched MD (torch-sim, all systems in one model call per step) against one ASE Langevin run per system.
+
+    OMP_NUM_THREADS=2 python bench/bench_md.py [--model models/mace_base.model] [--systems 8] [--steps 50]
+
+Same MACE model file, same dtype, same 40-atom Ag3SBr(x)I(1-x) cells (one decoration per composition
+k = 0..8, cycled), same Langevin settings (1 fs, 5 ps^-1, 300 K). The batched side is the product path
+(capml.simulate.md.run_md, trajectory and checkpoint written every 10 steps); the ASE side is
+mace-torch's MACECalculator with ase.md.langevin.Langevin, one system after the other. Without --model an
+untrained MACE with the bundled base model's architecture (conf/mlip/default.yaml: 32 channels, L=0,
+2 interactions, correlation 3, r_max 5 Å) is used: the cost per step does not depend on the weights.
+Printed: aggregate throughput (atom-steps/s) of both and their ratio (target >= 5x on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.units import fs
+
+from capml.simulate.md import MDSettings, MDSystem, run_md
+from capml.simulate.mlip import ase_calculator, batched_model
+from capml.structures.sampler import SolidSolution
+
+
+def untrained_base_mace(path: Path) -> Path:
+    from mace import modules  # first: mace sets the torch.load flag e3nn's import needs
+    from e3nn import o3
+
+    torch.manual_seed(0)
+    z = [16, 35, 47, 53]
+    model = modules.ScaleShiftMACE(
+        r_max=5.0, num_bessel=8, num_polynomial_cutoff=5, max_ell=3,
+        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        interaction_cls_first=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        num_interactions=2, num_elements=4, hidden_irreps=o3.Irreps("32x0e"), MLP_irreps=o3.Irreps("16x0e"),
+        atomic_energies=np.zeros(4), avg_num_neighbors=30.0, atomic_numbers=z, correlation=3,
+        gate=torch.nn.functional.silu, atomic_inter_scale=0.1, atomic_inter_shift=0.0)
+    torch.save(model.to(torch.float64), path)
+    return path
+
+
+def cells(n: int):
+    system = SolidSolution()
+    picks = [system.build(system.decorations(k)[0]) for k in range(9)]
+    return [picks[i % len(picks)] for i in range(n)]
+
+
+def ase_sequential(model: Path, structures, steps: int, dtype: str) -> float:
+    calc = ase_calculator(model, dtype)
+    start = time.perf_counter()
+    for i, atoms in enumerate(structures):
+        atoms = atoms.copy()
+        atoms.calc = calc
+        MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(i))
+        Langevin(atoms, 1.0 * fs, temperature_K=300, friction=5e-3 / fs, rng=np.random.default_rng(i)).run(steps)
+    return time.perf_counter() - start
+
+
+def batched(model: Path, structures, steps: int, dtype: str, out: Path) -> float:
+    torch_model = batched_model(model, dtype)
+    systems = [MDSystem(f"s{i}", atoms, 300.0) for i, atoms in enumerate(structures)]
+    start = time.perf_counter()
+    run_md(systems, torch_model, out, MDSettings(n_steps=steps, save_every_steps=10), progress=False)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="MACE .model file (default: untrained base architecture)")
+    parser.add_argument("--systems", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(args.model) if args.model else untrained_base_mace(Path(tmp) / "base.model")
+        structures = cells(args.systems)
+        ase_sequential(model, structures[:1], 2, args.dtype)  # warm-up: model load, first-call overheads
+        batched(model, structures, 2, args.dtype, Path(tmp) / "warm")
+        t_ase = ase_sequential(model, structures, args.steps, args.dtype)
+        t_batch = batched(model, structures, args.steps, args.dtype, Path(tmp) / "md")
+    atom_steps = sum(len(a) for a in structures) * args.steps
+    print(f"model: {args.model or 'untrained base-architecture MACE'} ({args.dtype}), "
+          f"torch threads {torch.get_num_threads()}, {args.systems} systems x {len(structures[0])} atoms x "
+          f"{args.steps} steps")
+    print(f"ASE, one run per system : {t_ase:7.2f} s  {atom_steps / t_ase:9.0f} atom-steps/s")
+    print(f"torch-sim batched       : {t_batch:7.2f} s  {atom_steps / t_batch:9.0f} atom-steps/s")
+    print(f"speed-up batched / ASE  : {t_ase / t_batch:.2f}x  (target >= 5x on CPU)")
+
+
+if __name__ == "__main__":
+    main()

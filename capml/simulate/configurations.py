@@ -1,0 +1,126 @@
+"""Stage 1: every symmetry-inequivalent decoration of each composition, relaxed and ranked by energy.
+
+One relaxation per orbit of the supercell's space group instead of one per arrangement (22 instead
+of 254 for Br/I on the 8 halide sites of a 2x2x2 cell); the multiplicity of each decoration (its
+orbit size) is what a configurational average weights it by. Each relaxed structure is appended to
+``relaxed.extxyz`` as soon as it is done, so a killed run skips what is already there.
+"""
+
+from __future__ import annotations
+
+import json
+from math import comb
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from ase.calculators.calculator import Calculator  # noqa: E402
+from ase.io import read, write  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from capml.errors import InputError  # noqa: E402
+from capml.simulate.relax import relax  # noqa: E402
+from capml.structures.prototypes import halide_sites  # noqa: E402
+from capml.structures.sampler import SolidSolution  # noqa: E402
+
+RELAXED = "relaxed.extxyz"
+TABLE = "energies.csv"
+
+
+def n_halide_sites(system: SolidSolution) -> int:
+    return len(halide_sites(system.parent(), system.halides[1]))
+
+
+def compositions_from_x(x_values: float | Sequence[float], n_sites: int) -> list[int]:
+    """Numbers of ``halides[0]`` sites for Br fractions ``x_values``; each must be k/n_sites."""
+    values = [x_values] if np.isscalar(x_values) else list(x_values)
+    ks = []
+    for x in values:
+        k = round(float(x) * n_sites)
+        if not 0 <= k <= n_sites or abs(k / n_sites - float(x)) > 1e-6:
+            raise InputError(f"simulate.x={x}: expected a fraction k/{n_sites} between 0 and 1 "
+                             f"(the supercell has {n_sites} halide sites)")
+        ks.append(k)
+    return sorted(set(ks))
+
+
+def relax_configurations(
+    system: SolidSolution,
+    compositions: Sequence[int],
+    calculator: Calculator,
+    out_dir: str | Path,
+    fmax_eV_A: float = 0.01,
+    max_steps: int = 500,
+    optimizer: str = "FIRE",
+    max_enumerate: int = 20000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Relax every inequivalent decoration of each composition; returns (and writes) the ranked table."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / RELAXED
+    done = {a.info["config_id"] for a in read(path, ":")} if path.exists() else set()
+    todo = [(k, d) for k in compositions for d in system.decorations(k, max_enumerate=max_enumerate, seed=seed)]
+    for k, decoration in tqdm(todo, desc="relax configurations", unit="config"):
+        if decoration.config_id in done:
+            continue
+        result = relax(system.build(decoration), calculator, fmax_eV_A, max_steps, optimizer)
+        atoms = result.atoms
+        atoms.info.update(config_id=decoration.config_id, x=decoration.x, n_occupied=k,
+                          multiplicity=decoration.multiplicity, energy_eV=result.energy_eV,
+                          max_force_eV_A=result.max_force_eV_A, steps=result.steps, converged=result.converged)
+        write(path, atoms, format="extxyz", append=True)
+    table = ranked_table(read(path, ":"), compositions)
+    table.to_csv(out_dir / TABLE, index=False)
+    n_sites = n_halide_sites(system)
+    (out_dir / "relaxation_count.json").write_text(json.dumps({
+        "compositions": list(map(int, compositions)),
+        "relaxations_inequivalent": int(len(table)),
+        "relaxations_all_arrangements": int(sum(comb(n_sites, k) for k in compositions)),
+    }, indent=1))
+    plot_energies(table, out_dir / "energies.png")
+    return table
+
+
+def ranked_table(frames, compositions: Sequence[int]) -> pd.DataFrame:
+    rows = [{key: a.info[key] for key in ("config_id", "x", "n_occupied", "multiplicity", "energy_eV",
+                                           "max_force_eV_A", "steps", "converged")}
+            | {"n_atoms": len(a), "volume_A3": a.get_volume()} for a in frames]
+    table = pd.DataFrame(rows)
+    table = table[table["n_occupied"].isin(list(compositions))].copy()
+    table["energy_per_atom_eV"] = table["energy_eV"] / table["n_atoms"]
+    lowest = table.groupby("x")["energy_per_atom_eV"].transform("min")
+    table["above_lowest_meV_per_atom"] = 1000 * (table["energy_per_atom_eV"] - lowest)
+    table["rank"] = table.groupby("x")["energy_eV"].rank(method="first").astype(int) - 1
+    return table.sort_values(["x", "rank"]).reset_index(drop=True)
+
+
+def read_relaxed(out_dir: str | Path) -> dict[str, object]:
+    """Relaxed structures by config_id."""
+    path = Path(out_dir) / RELAXED
+    if not path.exists():
+        raise InputError(f"{path}: no relaxed configurations; run `simulate.py stage=configurations` first")
+    return {a.info["config_id"]: a for a in read(path, ":")}
+
+
+def lowest(table: pd.DataFrame, n_per_composition: int | None) -> pd.DataFrame:
+    """The ``n_per_composition`` lowest-energy configurations of each composition (None: all)."""
+    return table if n_per_composition is None else table[table["rank"] < n_per_composition]
+
+
+def plot_energies(table: pd.DataFrame, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    sc = ax.scatter(table["x"], table["above_lowest_meV_per_atom"], s=10 + 4 * table["multiplicity"],
+                    c=table["multiplicity"], cmap="viridis", edgecolor="k", linewidth=0.3)
+    fig.colorbar(sc, ax=ax, label="multiplicity")
+    ax.set_xlabel("x (Br fraction)")
+    ax.set_ylabel("E − E_lowest (meV/atom)")
+    ax.set_title(f"{len(table)} inequivalent configurations, relaxed")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,155 @@
+"""Stage 5: band gaps at temperature, Eg(x, T), from the GNN on relaxed structures and MD snapshots.
+
+Eg(0) is the GNN gap of the relaxed configuration. <Eg>_T averages the GNN gap over MD snapshots
+after equilibration, spaced by the integrated autocorrelation time of the gap series itself (so
+the snapshots are effectively independent and the standard error is honest). Per composition and
+temperature two estimates are reported: the lowest-energy configuration, and the Boltzmann average
+over configurations with weights m_c exp(-(E_c - E_min)/k_B T) (m_c the multiplicity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from ase import Atoms  # noqa: E402
+from ase.units import kB  # noqa: E402
+
+from capml.errors import InputError  # noqa: E402
+
+
+class GapModel(Protocol):
+    def predict(self, structures: list[Atoms]) -> np.ndarray: ...
+
+
+def integrated_autocorrelation_time(series: np.ndarray, window_factor: float = 5.0) -> float:
+    """τ_int = 1 + 2 Σ ρ(t) in units of the series spacing, with Sokal's self-consistent window
+    (stop at the first M >= window_factor * τ_int(M)). 1 for uncorrelated data."""
+    x = np.asarray(series, float) - np.mean(series)
+    n = len(x)
+    if n < 4 or not np.any(x):
+        return 1.0
+    spectrum = np.fft.rfft(x, 2 * n)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
+    rho = acf / acf[0]
+    tau = 1.0 + 2.0 * np.cumsum(rho[1:])
+    window = np.flatnonzero(np.arange(1, n) >= window_factor * tau)
+    return float(max(1.0, tau[window[0]] if len(window) else tau[-1]))
+
+
+@dataclass
+class ThermalAverage:
+    mean: float
+    stderr: float
+    tau_frames: float
+    stride_frames: int
+    n_snapshots: int
+
+
+def decorrelated_average(series: np.ndarray) -> ThermalAverage:
+    """Mean over snapshots spaced by ceil(τ_int), with the standard error of independent samples."""
+    series = np.asarray(series, float)
+    tau = integrated_autocorrelation_time(series)
+    stride = int(np.ceil(tau))
+    snapshots = series[::stride]
+    n = len(snapshots)
+    stderr = float(np.std(snapshots, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return ThermalAverage(float(np.mean(snapshots)), stderr, tau, stride, n)
+
+
+def boltzmann_weights(energies_eV: np.ndarray, multiplicities: np.ndarray, temperature_K: float) -> np.ndarray:
+    """Normalised m_c exp(-(E_c - E_min)/k_B T) over the configurations of one composition."""
+    energies = np.asarray(energies_eV, float)
+    if temperature_K <= 0:
+        w = np.asarray(multiplicities, float) * (energies == energies.min())
+    else:
+        w = np.asarray(multiplicities, float) * np.exp(-(energies - energies.min()) / (kB * temperature_K))
+    return w / w.sum()
+
+
+def static_gaps(model: GapModel, relaxed: dict[str, Atoms]) -> dict[str, float]:
+    """Eg(0) per config_id, one batched prediction."""
+    ids = list(relaxed)
+    return dict(zip(ids, map(float, np.asarray(model.predict([relaxed[i] for i in ids])))))
+
+
+def thermal_gaps(model: GapModel, runs: Sequence[tuple[str, float, Sequence[Atoms]]]) -> tuple[pd.DataFrame,
+                                                                                               pd.DataFrame]:
+    """<Eg>_T per (config_id, temperature) from MD frames; all frames of all runs in one prediction.
+
+    Returns the averages and the gap time series (for autocorrelation plots).
+    """
+    frames = [f for _, _, run in runs for f in run]
+    if not frames:
+        raise InputError("no MD frames after equilibration to average gaps over; lengthen md.n_steps "
+                         "or shorten gaps.discard_fs")
+    gaps = np.asarray(model.predict(frames), float)
+    rows, series_rows, start = [], [], 0
+    for config_id, temperature, run in runs:
+        series = gaps[start:start + len(run)]
+        start += len(run)
+        spacing_fs = run[1].info["time_fs"] - run[0].info["time_fs"] if len(run) > 1 else float("nan")
+        avg = decorrelated_average(series)
+        rows.append({"config_id": config_id, "temperature_K": temperature, "gap_T_eV": avg.mean,
+                     "gap_T_err_eV": avg.stderr, "tau_fs": avg.tau_frames * spacing_fs,
+                     "snapshot_spacing_fs": avg.stride_frames * spacing_fs, "n_snapshots": avg.n_snapshots})
+        series_rows += [{"config_id": config_id, "temperature_K": temperature, "time_fs": f.info["time_fs"],
+                         "gap_eV": g} for f, g in zip(run, series)]
+    return pd.DataFrame(rows), pd.DataFrame(series_rows)
+
+
+def summarise(configs: pd.DataFrame, eg0: dict[str, float], thermal: pd.DataFrame) -> tuple[pd.DataFrame,
+                                                                                           pd.DataFrame]:
+    """Per-configuration table and per-(x, T) summary: lowest configuration and Boltzmann average."""
+    per_config = thermal.merge(configs[["config_id", "x", "multiplicity", "energy_eV", "rank"]], on="config_id")
+    per_config["gap_0_eV"] = per_config["config_id"].map(eg0)
+    per_config["delta_gap_eV"] = per_config["gap_T_eV"] - per_config["gap_0_eV"]
+    per_config["delta_gap_percent"] = 100 * per_config["delta_gap_eV"] / per_config["gap_0_eV"]
+    rows = []
+    for (x, temperature), group in per_config.groupby(["x", "temperature_K"]):
+        low = group.loc[group["energy_eV"].idxmin()]
+        w = boltzmann_weights(group["energy_eV"], group["multiplicity"], temperature)
+        gap_0 = float(w @ group["gap_0_eV"])
+        gap_t = float(w @ group["gap_T_eV"])
+        rows.append({
+            "x": x, "temperature_K": temperature,
+            "lowest_config": low["config_id"], "lowest_gap_0_eV": low["gap_0_eV"],
+            "lowest_gap_T_eV": low["gap_T_eV"], "lowest_gap_T_err_eV": low["gap_T_err_eV"],
+            "lowest_delta_gap_eV": low["delta_gap_eV"], "lowest_delta_gap_percent": low["delta_gap_percent"],
+            "n_configs": len(group), "boltzmann_gap_0_eV": gap_0, "boltzmann_gap_T_eV": gap_t,
+            "boltzmann_gap_T_err_eV": float(np.sqrt(w**2 @ group["gap_T_err_eV"] ** 2)),
+            "boltzmann_delta_gap_eV": gap_t - gap_0, "boltzmann_delta_gap_percent": 100 * (gap_t - gap_0) / gap_0,
+        })
+    return per_config.sort_values(["x", "temperature_K", "rank"]), pd.DataFrame(rows)
+
+
+def plot_gaps(summary: pd.DataFrame, path: Path) -> None:
+    """Eg(x) per temperature with Eg(0), and ΔEg(x) in %, lowest configuration and Boltzmann average."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for i, (temperature, group) in enumerate(summary.groupby("temperature_K")):
+        colour = f"C{i}"
+        ax.errorbar(group["x"], group["lowest_gap_T_eV"], group["lowest_gap_T_err_eV"], color=colour, marker="o",
+                    capsize=2, label=f"{temperature:g} K lowest")
+        ax.errorbar(group["x"], group["boltzmann_gap_T_eV"], group["boltzmann_gap_T_err_eV"], color=colour,
+                    marker="s", ls="--", capsize=2, mfc="none", label=f"{temperature:g} K Boltzmann")
+        bx.plot(group["x"], group["lowest_delta_gap_percent"], color=colour, marker="o", label=f"{temperature:g} K")
+        bx.plot(group["x"], group["boltzmann_delta_gap_percent"], color=colour, marker="s", ls="--", mfc="none")
+    static = summary.drop_duplicates("x")
+    ax.plot(static["x"], static["lowest_gap_0_eV"], "k:", marker=".", label="Eg(0) lowest")
+    ax.set_xlabel("x (Br fraction)")
+    ax.set_ylabel("Eg (eV)")
+    ax.legend(fontsize=7)
+    bx.axhline(0, color="k", lw=0.5)
+    bx.set_xlabel("x (Br fraction)")
+    bx.set_ylabel("ΔEg(T)/Eg(0) (%)")
+    bx.legend(fontsize=7, title="solid: lowest, dashed: Boltzmann", title_fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,193 @@
+"""Batched Langevin molecular dynamics through torch-sim: many systems, one model call per step.
+
+Every system (a composition x configuration x temperature) lives in one torch-sim state, so the
+model sees all atoms at once; on CPU this amortises the per-call overhead of a small MLIP, on a GPU
+it fills the device. The BAOAB Langevin integrator (NVT) and the Langevin barostat (NPT, so that
+thermal expansion enters) are torch-sim's own; this module adds what a long run needs: a
+trajectory per system written as it runs (positions, velocities, instantaneous temperature and
+energy), a checkpoint with the full integrator state and the random-number state, and a resume
+that continues bit-for-bit where a killed run stopped.
+
+Units: torch-sim works in eV, Å, amu and the derived time unit sqrt(amu Å²/eV) (~10.18 fs), the
+same internal units as ASE, so velocities go to extxyz unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.io import read, write
+from ase.units import kB
+from tqdm.auto import tqdm
+
+from capml.errors import InputError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "md_state.pt"
+
+
+@dataclass(frozen=True)
+class MDSettings:
+    timestep_fs: float = 1.0
+    friction_per_ps: float = 5.0
+    n_steps: int = 2000
+    save_every_steps: int = 10
+    ensemble: Literal["nvt", "npt"] = "nvt"
+    pressure_GPa: float = 0.0
+    barostat_time_fs: float = 1000.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.ensemble not in ("nvt", "npt"):
+            raise InputError(f"md.ensemble='{self.ensemble}': expected 'nvt' or 'npt'")
+        for name in ("timestep_fs", "friction_per_ps", "n_steps", "save_every_steps"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"md.{name}={getattr(self, name)}: expected a positive number")
+
+
+@dataclass(frozen=True)
+class MDSystem:
+    """One trajectory: ``name`` names its file, ``atoms`` is the start structure."""
+
+    name: str
+    atoms: Atoms
+    temperature_K: float
+
+
+def instantaneous_temperature_K(momenta: np.ndarray, masses: np.ndarray) -> float:
+    """2 KE / (3 N k_B): Langevin noise acts on every atom, so all 3N degrees of freedom are thermal."""
+    kinetic = 0.5 * np.sum(momenta**2 / masses[:, None])
+    return float(2.0 * kinetic / (3 * len(masses) * kB))
+
+
+def trajectory_path(out_dir: str | Path, name: str) -> Path:
+    return Path(out_dir) / f"{name}.extxyz"
+
+
+def read_trajectory(path: str | Path, discard_fs: float = 0.0) -> list[Atoms]:
+    """Frames of one MD trajectory written by :func:`run_md`, dropping those before ``discard_fs``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: MD trajectory not found; run `simulate.py stage=md` first")
+    return [f for f in read(path, ":") if f.info["time_fs"] >= discard_fs]
+
+
+def _integrator(model, settings: MDSettings, temperatures_K: Sequence[float]):
+    import torch_sim as ts
+    from torch_sim.units import MetalUnits
+
+    kw = dict(device=model.device, dtype=model.dtype)
+    dt = torch.tensor(settings.timestep_fs * 1e-3 * MetalUnits.time, **kw)
+    kT = torch.tensor(np.asarray(temperatures_K, float) * MetalUnits.temperature, **kw)
+    gamma = torch.tensor(settings.friction_per_ps / MetalUnits.time, **kw)
+    if settings.ensemble == "nvt":
+        return ts.integrators.nvt_langevin(model, dt=dt, kT=kT, gamma=gamma, seed=settings.seed)
+    pressure = torch.tensor(settings.pressure_GPa / 160.21766208, **kw)  # GPa -> eV/Å^3
+    b_tau = torch.tensor(settings.barostat_time_fs * 1e-3 * MetalUnits.time, **kw)
+    return ts.integrators.npt_langevin(model, dt=dt, kT=kT, external_pressure=pressure, alpha=gamma,
+                                       b_tau=b_tau, seed=settings.seed)
+
+
+def _frames(state, systems: Sequence[MDSystem], step: int, settings: MDSettings) -> list[Atoms]:
+    positions = state.positions.detach().cpu().numpy()
+    momenta = state.momenta.detach().cpu().numpy()
+    masses = state.masses.detach().cpu().numpy()
+    cells = state.row_vector_cell.detach().cpu().numpy()
+    energies = state.energy.detach().cpu().numpy()
+    index = state.system_idx.cpu().numpy()
+    frames = []
+    for s, system in enumerate(systems):
+        mask = index == s
+        atoms = Atoms(system.atoms.numbers, positions=positions[mask], cell=cells[s], pbc=True,
+                      masses=masses[mask])
+        atoms.set_momenta(momenta[mask])
+        atoms.info.update(
+            step=step,
+            time_fs=step * settings.timestep_fs,
+            temperature_K=instantaneous_temperature_K(momenta[mask], masses[mask]),
+            target_temperature_K=float(system.temperature_K),
+            energy_eV=float(energies[s]),
+            system=system.name,
+        )
+        frames.append(atoms)
+    return frames
+
+
+def _truncate(path: Path, last_step: int) -> None:
+    """Drop frames written after the last checkpoint (a kill between the two writes)."""
+    if not path.exists():
+        return
+    frames = read(path, ":")
+    kept = [f for f in frames if f.info["step"] <= last_step]
+    if len(kept) != len(frames):
+        write(path, kept, format="extxyz")
+
+
+def run_md(
+    systems: Sequence[MDSystem],
+    model,
+    out_dir: str | Path,
+    settings: MDSettings,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Run all ``systems`` together for ``settings.n_steps``; returns the trajectory path per system.
+
+    ``model`` is a torch-sim ``ModelInterface`` (e.g. :func:`capml.simulate.mlip.batched_model`).
+    A rerun with the same systems continues from the checkpoint; a finished run returns at once.
+    """
+    import torch_sim as ts
+
+    names = [s.name for s in systems]
+    if len(set(names)) != len(names):
+        raise InputError(f"MD systems need distinct names, got {names}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {s.name: trajectory_path(out_dir, s.name) for s in systems}
+    checkpoint = out_dir / CHECKPOINT
+    init, update = _integrator(model, settings, [s.temperature_K for s in systems])
+
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False, map_location=model.device)
+        if saved["names"] != names:
+            raise InputError(f"{checkpoint}: written for systems {saved['names']}, not {names}; "
+                             "use another out_dir or delete it")
+        state, step = saved["state"], saved["step"]
+        torch.set_rng_state(saved["rng_state"])
+        for path in paths.values():
+            _truncate(path, step)
+        log.info("resuming MD of %d systems at step %d from %s", len(systems), step, checkpoint)
+    else:
+        for path in paths.values():
+            path.unlink(missing_ok=True)
+        torch.manual_seed(settings.seed)
+        state = init(ts.io.atoms_to_state([s.atoms for s in systems], model.device, model.dtype))
+        step = 0
+        _write(state, systems, step, settings, paths, checkpoint)
+
+    with tqdm(total=settings.n_steps, initial=step, desc=f"MD {len(systems)} systems", unit="step",
+              disable=not progress) as bar:
+        while step < settings.n_steps:
+            n = min(settings.save_every_steps, settings.n_steps - step)
+            for _ in range(n):
+                state = update(state)
+            step += n
+            _write(state, systems, step, settings, paths, checkpoint)
+            bar.update(n)
+    return paths
+
+
+def _write(state, systems, step, settings, paths, checkpoint: Path) -> None:
+    for system, frame in zip(systems, _frames(state, systems, step, settings)):
+        write(paths[system.name], frame, format="extxyz", append=True)
+    tmp = checkpoint.with_suffix(".tmp")
+    torch.save({"names": [s.name for s in systems], "step": step, "state": state,
+                "rng_state": torch.get_rng_state()}, tmp)
+    os.replace(tmp, checkpoint)

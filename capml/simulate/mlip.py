@@ -1,0 +1,39 @@
+"""The two faces of one MACE model file: an ASE calculator (relaxations, phonons) and a batched
+torch-sim model (MD over many systems at once). Both load the same weights, so the stages agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from capml.errors import InputError
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def _check(model_path: str | Path, dtype: str) -> Path:
+    path = Path(model_path)
+    if not path.is_file():
+        raise InputError(f"simulate.mlip_model={path}: MACE model file not found (train one with "
+                         "`train.py` MLIP stage or point simulate.mlip_model at a .model file)")
+    if dtype not in DTYPES:
+        raise InputError(f"simulate.dtype='{dtype}': expected one of {sorted(DTYPES)}")
+    return path
+
+
+def ase_calculator(model_path: str | Path, dtype: str = "float64", device: str = "cpu"):
+    from capml.mlip.calculator import mace_calculator
+
+    return mace_calculator(_check(model_path, dtype), dtype=dtype, device=device)
+
+
+def batched_model(model_path: str | Path, dtype: str = "float64", device: str = "cpu",
+                  compute_stress: bool = False):
+    """torch-sim ``MaceModel`` around the MACE module saved in ``model_path``."""
+    from torch_sim.models.mace import MaceModel
+
+    path = _check(model_path, dtype)
+    module = torch.load(path, map_location=device, weights_only=False)
+    return MaceModel(module, device=torch.device(device), dtype=DTYPES[dtype], compute_forces=True,
+                     compute_stress=compute_stress)

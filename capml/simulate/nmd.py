@@ -1,0 +1,213 @@
+"""Normal-mode decomposition of MD velocities: temperature-renormalised phonons.
+
+The MD cell is a supercell; its Γ modes are all the phonons commensurate with it. Each frame's
+mass-weighted velocities are projected onto the harmonic eigenvectors, q̇_s(t) = Σ_i √m_i e_s,i·v_i(t),
+for all modes and frames in one matrix product. The power spectrum of each q̇_s (Welch-averaged)
+is fitted with a Lorentzian, giving the renormalised frequency and the linewidth (FWHM) of the mode.
+Renormalised force constants Φ = M^½ E diag(ω²) Eᵀ M^½ rebuilt from the fitted frequencies give
+the renormalised dispersion through phonopy (interpolated from the commensurate q-points), the same
+construction as DynaPhoPy's. DynaPhoPy itself calls phonopy API removed before phonopy 4, hence this.
+
+A mode harmonic-imaginary at 0 K whose spectrum peaks at a real frequency at T is dynamically
+stabilised; the verdict lists those modes and any that stay soft.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from ase import Atoms  # noqa: E402
+from phonopy import Phonopy  # noqa: E402
+from scipy.optimize import curve_fit  # noqa: E402
+from scipy.signal import welch  # noqa: E402
+
+from capml.errors import InputError  # noqa: E402
+from capml.structures.thermal import save_phonons, to_phonopy_atoms  # noqa: E402
+
+FS_TO_PS = 1e-3
+
+
+@dataclass
+class ModeSpectra:
+    frequencies_THz: np.ndarray  # (n_freq,)
+    power: np.ndarray  # (n_modes, n_freq)
+
+
+def gamma_modes(atoms: Atoms, force_constants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Γ frequencies (THz, imaginary as negative) and eigenvectors (3n, 3n; columns) of the supercell."""
+    phonon = Phonopy(to_phonopy_atoms(atoms), supercell_matrix=np.eye(3, dtype=int), primitive_matrix="P")
+    phonon.force_constants = force_constants
+    frequencies, eigenvectors = phonon.get_frequencies_with_eigenvectors([0, 0, 0])
+    return np.asarray(frequencies), np.real(np.asarray(eigenvectors))
+
+
+def mode_velocities(velocities: np.ndarray, masses: np.ndarray, eigenvectors: np.ndarray) -> np.ndarray:
+    """(n_frames, n_modes) mass-weighted normal-mode velocities from (n_frames, n_atoms, 3) velocities."""
+    n_frames = velocities.shape[0]
+    weighted = (velocities * np.sqrt(masses)[None, :, None]).reshape(n_frames, -1)
+    return weighted @ eigenvectors
+
+
+def power_spectra(mode_v: np.ndarray, sample_fs: float, segments: int = 4) -> ModeSpectra:
+    """Welch power spectra of every mode at once; ``segments`` trades resolution for noise."""
+    n = mode_v.shape[0]
+    nperseg = max(8, n // segments)
+    # zero-padding interpolates each segment's spectrum, so a peak narrower than a few bins is fitted unbiased
+    freq, power = welch(mode_v, fs=1.0 / (sample_fs * FS_TO_PS), nperseg=nperseg, nfft=4 * nperseg, axis=0,
+                        detrend=False, scaling="density")
+    return ModeSpectra(freq, power.T)
+
+
+def lorentzian(f, amplitude, centre, fwhm):
+    return amplitude / (1.0 + ((f - centre) / (0.5 * fwhm)) ** 2)
+
+
+def fit_lorentzian(freq: np.ndarray, power: np.ndarray, window_THz: float | None = None) -> tuple[float, float]:
+    """(centre, FWHM) in THz of the dominant peak; the fit uses the region around the maximum."""
+    peak = int(np.argmax(power[1:])) + 1  # the zero-frequency bin holds no vibrational peak
+    df = freq[1] - freq[0]
+    half = power[peak] / 2
+    above = np.flatnonzero(power >= half)
+    width0 = max(df, (above.max() - above.min()) * df) if len(above) else df
+    window = window_THz if window_THz is not None else max(5 * width0, 6 * df)
+    sel = (freq > freq[peak] - window) & (freq < freq[peak] + window) & (freq > 0)
+    try:
+        (amp, centre, fwhm), _ = curve_fit(
+            lorentzian, freq[sel], power[sel], p0=(power[peak], freq[peak], width0),
+            bounds=([0, max(freq[peak] - window, 0), df / 100], [np.inf, freq[peak] + window, 10 * window]),
+            maxfev=5000)
+    except (RuntimeError, ValueError):
+        return float(freq[peak]), float(width0)
+    return float(centre), float(abs(fwhm))
+
+
+def renormalised_force_constants(eigenvectors: np.ndarray, frequencies_THz: np.ndarray,
+                                 masses: np.ndarray) -> np.ndarray:
+    """Full (n, n, 3, 3) force constants in eV/Å² whose Γ modes have the given frequencies."""
+    from phonopy.physical_units import get_physical_units
+
+    factor = get_physical_units().DefaultToTHz  # THz = factor * sqrt(eV/Å²/amu)
+    omega2 = np.sign(frequencies_THz) * (frequencies_THz / factor) ** 2
+    dynmat = (eigenvectors * omega2) @ eigenvectors.T
+    sqrt_m = np.repeat(np.sqrt(masses), 3)
+    phi = dynmat * np.outer(sqrt_m, sqrt_m)
+    n = len(masses)
+    return phi.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)
+
+
+def decompose(trajectories: Sequence[Sequence[Atoms]], reference: Atoms, force_constants: np.ndarray,
+              segments: int = 4) -> dict:
+    """Harmonic vs renormalised frequency and linewidth of every Γ mode of the MD supercell.
+
+    ``trajectories`` are one or more runs of the same system at the same temperature (e.g. replicas
+    batched in one MD call); their spectra are averaged, which lowers the noise of every fit.
+    """
+    for frames in trajectories:
+        if len(frames) < 16:
+            raise InputError(f"normal-mode decomposition needs >= 16 MD frames with velocities, got {len(frames)}")
+        if len(frames[0]) != len(reference):
+            raise InputError(f"MD frames have {len(frames[0])} atoms, the harmonic reference {len(reference)}")
+    harmonic, vectors = gamma_modes(reference, force_constants)
+    masses = reference.get_masses()
+    spectra = []
+    for frames in trajectories:
+        sample_fs = frames[1].info["time_fs"] - frames[0].info["time_fs"]
+        velocities = np.stack([f.get_velocities() for f in frames])  # Å per ASE time unit
+        spectra.append(power_spectra(mode_velocities(velocities, masses, vectors), sample_fs, segments))
+    freq = spectra[0].frequencies_THz
+    if any(len(s.frequencies_THz) != len(freq) or not np.allclose(s.frequencies_THz, freq) for s in spectra):
+        raise InputError("trajectories for one normal-mode decomposition need equal lengths and sampling")
+    power = np.mean([s.power for s in spectra], axis=0)
+    acoustic = np.isin(np.arange(len(harmonic)), np.argsort(np.abs(harmonic))[:3])
+    renormalised = np.zeros(len(harmonic))
+    linewidth = np.full(len(harmonic), np.nan)
+    for s in np.flatnonzero(~acoustic):
+        renormalised[s], linewidth[s] = fit_lorentzian(freq, power[s])
+    return {
+        "harmonic_THz": harmonic,
+        "renormalised_THz": renormalised,
+        "linewidth_THz": linewidth,
+        "acoustic": acoustic,
+        "eigenvectors": vectors,
+        "spectra": ModeSpectra(freq, power),
+    }
+
+
+def stabilisation_verdict(result: dict, imaginary_THz: float = -0.05) -> dict:
+    """Which harmonic-imaginary modes the MD shows real (dynamically stabilised)."""
+    harmonic, renorm = result["harmonic_THz"], result["renormalised_THz"]
+    soft = np.flatnonzero((harmonic < imaginary_THz) & ~result["acoustic"])
+    stabilised = [int(s) for s in soft if renorm[s] > abs(imaginary_THz)]
+    if not len(soft):
+        verdict = "harmonically stable: no imaginary Γ modes of the supercell"
+    elif len(stabilised) == len(soft):
+        verdict = f"dynamically stabilised: all {len(soft)} imaginary harmonic modes are real at this temperature"
+    else:
+        verdict = f"{len(soft) - len(stabilised)} of {len(soft)} imaginary harmonic modes stay soft"
+    return {
+        "verdict": verdict,
+        "imaginary_harmonic_modes": [
+            {"mode": int(s), "harmonic_THz": round(float(harmonic[s]), 4),
+             "renormalised_THz": round(float(renorm[s]), 4)} for s in soft],
+        "stabilised_modes": stabilised,
+    }
+
+
+def renormalised_phonons(reference: Atoms, result: dict) -> Phonopy:
+    """phonopy object carrying the renormalised force constants (primitive cell found by phonopy)."""
+    fc = renormalised_force_constants(result["eigenvectors"], result["renormalised_THz"], reference.get_masses())
+    phonon = Phonopy(to_phonopy_atoms(reference), supercell_matrix=np.eye(3, dtype=int), primitive_matrix="auto",
+                     symprec=1e-3)
+    phonon.force_constants = fc
+    return phonon
+
+
+def write_results(result: dict, reference: Atoms, temperature_K: float, out_dir: str | Path) -> str:
+    """modes.csv, verdict.json, spectra.png and the renormalised dispersion (dispersion.png,
+    phonopy.yaml with the renormalised force constants) in ``out_dir``; returns the verdict."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"harmonic_THz": result["harmonic_THz"], "renormalised_THz": result["renormalised_THz"],
+                  "linewidth_THz": result["linewidth_THz"], "acoustic": result["acoustic"]}).to_csv(
+        out / "modes.csv", index_label="mode")
+    verdict = stabilisation_verdict(result) | {"temperature_K": temperature_K}
+    (out / "verdict.json").write_text(json.dumps(verdict, indent=1))
+
+    spectra = result["spectra"]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 3.6))
+    top = spectra.power / spectra.power.max(axis=1, keepdims=True).clip(min=1e-300)
+    ax.imshow(top[np.argsort(result["renormalised_THz"])], aspect="auto", origin="lower", cmap="magma",
+              extent=(spectra.frequencies_THz[0], spectra.frequencies_THz[-1], 0, len(top)))
+    ax.set_xlim(0, 1.3 * max(1.0, result["renormalised_THz"].max()))
+    ax.set_xlabel("frequency (THz)")
+    ax.set_ylabel("mode (sorted)")
+    ax.set_title(f"mode power spectra, {temperature_K:g} K", fontsize=9)
+    optical = ~result["acoustic"]
+    bx.errorbar(result["harmonic_THz"][optical], result["renormalised_THz"][optical],
+                yerr=0.5 * result["linewidth_THz"][optical], fmt="o", ms=3, capsize=1)
+    lim = [min(0, result["harmonic_THz"].min()), result["renormalised_THz"].max() * 1.1]
+    bx.plot(lim, lim, "k:", lw=0.8)
+    bx.set_xlabel("harmonic Γ frequency (THz; imaginary < 0)")
+    bx.set_ylabel(f"renormalised at {temperature_K:g} K (THz)")
+    bx.set_title(verdict["verdict"], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "spectra.png", dpi=120)
+    plt.close(fig)
+
+    phonon = renormalised_phonons(reference, result)
+    phonon.auto_band_structure(npoints=51)
+    plot = phonon.plot_band_structure()
+    plot.suptitle(f"renormalised dispersion at {temperature_K:g} K", fontsize=9)
+    plot.savefig(out / "dispersion.png", dpi=120)
+    plt.close("all")
+    save_phonons(phonon, out / "phonopy.yaml")
+    return verdict["verdict"]

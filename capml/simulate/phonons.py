@@ -1,0 +1,78 @@
+"""Stage 2: harmonic phonons (phonopy finite displacements with the MLIP) of the lowest configurations.
+
+The relaxed supercell is phonopy's unit cell (supercell matrix 1), so its force constants are the
+ones MD, normal-mode decomposition and frozen modes use; for an end member phonopy finds the 5-atom
+primitive cell and the dispersion is interpolated from the commensurate q-points. Per configuration:
+``phonopy.yaml`` (force constants included; ``phonopy.load`` reads it), ``band_dos.png``, and
+``stability.json`` listing the imaginary modes at Γ of the supercell and along the band path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from ase import Atoms  # noqa: E402
+from ase.calculators.calculator import Calculator  # noqa: E402
+from phonopy import Phonopy  # noqa: E402
+
+from capml.structures.parents import imaginary_modes  # noqa: E402
+from capml.structures.thermal import (full_force_constants, harmonic_phonons, load_phonons,  # noqa: E402
+                                      save_phonons, to_ase_atoms)
+
+log = logging.getLogger(__name__)
+
+PHONOPY_FILE = "phonopy.yaml"
+
+
+def stability(phonon: Phonopy, threshold_THz: float = -0.05) -> dict:
+    """Imaginary modes at every q-point commensurate with the supercell (its Γ modes, exact for this
+    cell: the ones MD and frozen modes see) and along the interpolated band path."""
+    from capml.simulate.nmd import gamma_modes
+
+    commensurate, _ = gamma_modes(to_ase_atoms(phonon.supercell), full_force_constants(phonon))
+    soft = np.sort(commensurate[commensurate < threshold_THz])
+    path = imaginary_modes(phonon, threshold_THz)
+    stable = not len(soft) and not path["n_imaginary_on_path"]
+    if stable:
+        verdict = "dynamically stable (harmonic): no imaginary modes"
+    else:
+        lowest = min([*soft, path["lowest_THz"] or 0.0])
+        verdict = (f"harmonically unstable: {len(soft)} imaginary supercell Γ modes, "
+                   f"{path['n_imaginary_on_path']} imaginary band-path points, lowest {lowest:.2f} THz")
+    return {
+        "verdict": verdict,
+        "stable": stable,
+        "threshold_THz": threshold_THz,
+        "imaginary_supercell_gamma_THz": np.round(soft, 4).tolist(),
+        "path": path,
+    }
+
+
+def config_phonons(atoms: Atoms, calculator: Calculator, out_dir: str | Path, displacement_A: float = 0.01,
+                   symprec: float = 1e-3) -> Phonopy:
+    """phonopy.yaml, band_dos.png and stability.json for one relaxed structure in ``out_dir``."""
+    out_dir = Path(out_dir)
+    target = out_dir / PHONOPY_FILE
+    if target.exists():
+        return load_phonons(target)
+    phonon = harmonic_phonons(atoms, calculator, np.eye(3, dtype=int), displacement_A, workdir=out_dir / "forces",
+                              symprec=symprec)
+    phonon.auto_band_structure(npoints=51)
+    phonon.auto_total_dos()
+    report = stability(phonon)
+    plot = phonon.plot_band_structure_and_dos()
+    plot.suptitle(f"{atoms.info.get('config_id', '')} harmonic phonons\n{report['verdict']}", fontsize=8)
+    plot.savefig(out_dir / "band_dos.png", dpi=120)
+    plt.close("all")
+    (out_dir / "stability.json").write_text(json.dumps(report, indent=1))
+    save_phonons(phonon, target)  # last: its presence marks the configuration done
+    log.info("%s: %s", atoms.info.get("config_id", out_dir.name), report["verdict"])
+    return phonon
+

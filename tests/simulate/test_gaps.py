@@ -1,0 +1,89 @@
+"""Thermal gap statistics against analytic results: AR(1) autocorrelation time and the standard
+error of a correlated mean; Boltzmann weights with multiplicities in their limits."""
+
+from __future__ import annotations
+
+from math import comb
+
+import numpy as np
+import pandas as pd
+import pytest
+from ase import Atoms
+from ase.units import kB
+
+from capml.simulate.gaps import (boltzmann_weights, decorrelated_average, integrated_autocorrelation_time,
+                                 summarise, thermal_gaps)
+
+
+def ar1(rho: float, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=n) * np.sqrt(1 - rho**2)
+    x = np.empty(n)
+    x[0] = rng.normal()
+    for t in range(1, n):
+        x[t] = rho * x[t - 1] + noise[t]
+    return x
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.8, 0.95])
+def test_autocorrelation_time_of_ar1_process(rho):
+    exact = (1 + rho) / (1 - rho)  # τ_int of AR(1) with lag-1 correlation rho
+    taus = [integrated_autocorrelation_time(ar1(rho, 20000, seed)) for seed in range(4)]
+    assert np.mean(taus) == pytest.approx(exact, rel=0.1)
+
+
+def test_standard_error_is_that_of_the_correlated_mean():
+    rho, n = 0.9, 4000
+    exact_stderr = np.sqrt((1 + rho) / (1 - rho) / n)  # unit-variance AR(1): var(mean) = τ_int / n
+    averages = [decorrelated_average(ar1(rho, n, seed)) for seed in range(40)]
+    means = np.array([a.mean for a in averages])
+    assert np.mean([a.stderr for a in averages]) == pytest.approx(exact_stderr, rel=0.15)
+    assert means.std() == pytest.approx(exact_stderr, rel=0.3)
+    assert np.mean([a.stride_frames for a in averages]) == pytest.approx((1 + rho) / (1 - rho), rel=0.2)
+
+
+def test_boltzmann_weights_limits_and_ratio():
+    energies = np.array([0.0, 0.02, 0.05])
+    multiplicities = np.array([6, 24, 40])
+    hot = boltzmann_weights(energies, multiplicities, 1e9)
+    np.testing.assert_allclose(hot, multiplicities / comb(8, 4) * 70 / multiplicities.sum(), rtol=1e-6)
+    cold = boltzmann_weights(energies, multiplicities, 1.0)
+    np.testing.assert_allclose(cold, [1, 0, 0], atol=1e-12)
+    w = boltzmann_weights(energies, multiplicities, 300.0)
+    assert w[1] / w[0] == pytest.approx(24 / 6 * np.exp(-0.02 / (kB * 300)), rel=1e-12)
+
+
+class LinearGap:
+    """An independent toy gap model: 2 eV minus 0.1 eV per Å of the first atom's x coordinate."""
+
+    def predict(self, structures):
+        return np.array([2.0 - 0.1 * a.positions[0, 0] for a in structures])
+
+
+def test_thermal_gaps_and_summary_tables():
+    rng = np.random.default_rng(0)
+    runs = []
+    for config_id, shift in (("a", 0.0), ("b", 1.0)):
+        frames = []
+        for t, x in enumerate(ar1(0.5, 400, seed=1)):
+            atoms = Atoms("H", positions=[[shift + 0.1 * x, 0, 0]])
+            atoms.info["time_fs"] = 10.0 * t
+            frames.append(atoms)
+        runs.append((config_id, 300.0, frames))
+    thermal, series = thermal_gaps(LinearGap(), runs)
+    assert len(series) == 800
+    assert thermal.set_index("config_id").loc["b", "gap_T_eV"] == pytest.approx(1.9, abs=0.01)
+    assert (thermal["tau_fs"] > 10).all() and (thermal["snapshot_spacing_fs"] >= 10).all()
+
+    configs = pd.DataFrame({"config_id": ["a", "b"], "x": [0.5, 0.5], "multiplicity": [1, 3],
+                            "energy_eV": [0.0, 0.01], "rank": [0, 1]})
+    per_config, summary = summarise(configs, {"a": 2.1, "b": 1.8}, thermal)
+    row = summary.iloc[0]
+    assert row["lowest_config"] == "a"
+    assert row["lowest_delta_gap_eV"] == pytest.approx(row["lowest_gap_T_eV"] - 2.1)
+    w = boltzmann_weights(np.array([0.0, 0.01]), np.array([1, 3]), 300.0)
+    assert row["boltzmann_gap_0_eV"] == pytest.approx(w @ [2.1, 1.8])
+    assert row["boltzmann_delta_gap_percent"] == pytest.approx(
+        100 * (row["boltzmann_gap_T_eV"] - row["boltzmann_gap_0_eV"]) / row["boltzmann_gap_0_eV"])
+    assert set(per_config["delta_gap_percent"].round(6)) == set(
+        (100 * (per_config["gap_T_eV"] - per_config["gap_0_eV"]) / per_config["gap_0_eV"]).round(6))

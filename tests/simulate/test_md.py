@@ -1,0 +1,132 @@
+"""Batched Langevin MD: canonical temperature statistics against ASE's integrator and the analytic
+values, batched MACE forces against the ASE calculator, and bit-identical resume after a kill."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.harmonic import HarmonicCalculator, HarmonicForceField
+from ase.io import read, write
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.units import fs
+
+from capml.errors import InputError
+from capml.simulate.md import CHECKPOINT, MDSettings, MDSystem, read_trajectory, run_md
+from capml.simulate.mlip import ase_calculator, batched_model
+from capml.structures.prototypes import antiperovskite
+from capml.structures.thermal import full_force_constants, harmonic_phonons
+
+from .conftest import HarmonicModel
+
+T_K = 300.0
+
+
+@pytest.fixture(scope="module")
+def copper():
+    cu = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)  # 32 atoms
+    return cu, full_force_constants(harmonic_phonons(cu, EMT(), np.eye(3, dtype=int)))
+
+
+def test_langevin_temperature_and_fluctuations_match_ase(copper, tmp_path):
+    """Same harmonic crystal (EMT Cu force constants) in both: ours batched through torch-sim, ASE's own
+    Langevin integrator with ASE's HarmonicCalculator, each against the canonical-ensemble values."""
+    cu, fc = copper
+    n_copies, n_steps = 8, 5000
+    settings = MDSettings(timestep_fs=1.0, friction_per_ps=5.0, n_steps=n_steps, save_every_steps=10, seed=3)
+    paths = run_md([MDSystem(f"cu{i}", cu, T_K) for i in range(n_copies)], HarmonicModel(cu.positions, fc, n_copies),
+                   tmp_path, settings, progress=False)
+    ours = np.concatenate([[f.info["temperature_K"] for f in read_trajectory(p, discard_fs=1000)]
+                           for p in paths.values()])
+
+    hessian = fc.transpose(0, 2, 1, 3).reshape(3 * len(cu), 3 * len(cu))
+    ase_t = []
+    for replica in range(n_copies):
+        atoms = cu.copy()
+        atoms.calc = HarmonicCalculator(HarmonicForceField(cu, hessian))
+        MaxwellBoltzmannDistribution(atoms, temperature_K=T_K, rng=np.random.default_rng(replica))
+        dyn = Langevin(atoms, 1.0 * fs, temperature_K=T_K, friction=5.0e-3 / fs, fixcm=False,
+                       rng=np.random.default_rng(10 + replica))
+        series = []
+        dyn.attach(lambda: series.append(atoms.get_temperature()), interval=10)
+        dyn.run(n_steps)
+        ase_t += series[100:]
+    ase_t = np.array(ase_t)
+
+    relative_std = np.sqrt(2 / (3 * len(cu)))  # canonical kinetic-temperature fluctuation, 3N degrees of freedom
+    for series in (ours, ase_t):
+        assert series.mean() == pytest.approx(T_K, rel=0.03)
+        assert series.std() / series.mean() == pytest.approx(relative_std, rel=0.12)
+    assert ours.mean() == pytest.approx(ase_t.mean(), rel=0.04)
+    assert ours.std() == pytest.approx(ase_t.std(), rel=0.12)
+
+
+def test_batched_mace_forces_match_ase_calculator(mace_model_path):
+    cells = [antiperovskite("Ag", "S", "Br", 4.79), antiperovskite("Ag", "S", "I", 4.87).repeat((2, 1, 1)),
+             antiperovskite("Ag", "S", "Br", 4.80)]
+    rng = np.random.default_rng(0)
+    for atoms in cells:
+        atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)
+    import torch_sim as ts
+
+    model = batched_model(mace_model_path, "float64")
+    out = model(ts.io.atoms_to_state(cells, model.device, model.dtype))
+    calc = ase_calculator(mace_model_path, "float64")
+    start = 0
+    for i, atoms in enumerate(cells):
+        atoms.calc = calc
+        np.testing.assert_allclose(out["forces"][start:start + len(atoms)].numpy(), atoms.get_forces(), atol=1e-8)
+        assert float(out["energy"][i]) == pytest.approx(atoms.get_potential_energy(), abs=1e-8)
+        start += len(atoms)
+
+
+def _systems():
+    return [MDSystem("br_300", antiperovskite("Ag", "S", "Br", 4.79).repeat((2, 1, 1)), 300.0),
+            MDSystem("i_600", antiperovskite("Ag", "S", "I", 4.87), 600.0)]
+
+
+def test_resume_after_kill_continues_bit_for_bit(mace_model_path, tmp_path):
+    model = batched_model(mace_model_path, "float64")
+    full = MDSettings(n_steps=30, save_every_steps=5, seed=1)
+    run_md(_systems(), model, tmp_path / "straight", full, progress=False)
+
+    killed = tmp_path / "killed"
+    run_md(_systems(), model, killed, MDSettings(n_steps=15, save_every_steps=5, seed=1), progress=False)
+    # a kill after a frame was written but before the checkpoint: that frame must be dropped on resume
+    stray = read(killed / "br_300.extxyz", -1)
+    stray.info["step"] = 20
+    write(killed / "br_300.extxyz", stray, format="extxyz", append=True)
+    run_md(_systems(), model, killed, full, progress=False)
+
+    for name in ("br_300", "i_600"):
+        a, b = read(tmp_path / "straight" / f"{name}.extxyz", ":"), read(killed / f"{name}.extxyz", ":")
+        assert [f.info["step"] for f in a] == [f.info["step"] for f in b] == list(range(0, 31, 5))
+        np.testing.assert_array_equal(a[-1].positions, b[-1].positions)
+        np.testing.assert_array_equal(a[-1].get_velocities(), b[-1].get_velocities())
+    assert (killed / CHECKPOINT).exists()
+
+
+def test_checkpoint_of_other_systems_is_an_input_error(mace_model_path, tmp_path):
+    model = batched_model(mace_model_path, "float64")
+    run_md(_systems(), model, tmp_path, MDSettings(n_steps=5, save_every_steps=5), progress=False)
+    with pytest.raises(InputError, match="written for systems"):
+        run_md(_systems()[:1], model, tmp_path, MDSettings(n_steps=5, save_every_steps=5), progress=False)
+
+
+def test_npt_changes_the_cell(mace_model_path, tmp_path):
+    model = batched_model(mace_model_path, "float64", compute_stress=True)
+    settings = MDSettings(n_steps=20, save_every_steps=10, ensemble="npt", pressure_GPa=0.0, barostat_time_fs=100)
+    paths = run_md(_systems(), model, tmp_path, settings, progress=False)
+    for system in _systems():
+        frames = read_trajectory(paths[system.name])
+        assert len(frames) == 3
+        assert not np.allclose(frames[-1].cell[:], system.atoms.cell[:])
+
+
+def test_bad_settings_are_input_errors():
+    with pytest.raises(InputError, match="md.ensemble='nve'"):
+        MDSettings(ensemble="nve")
+    with pytest.raises(InputError, match="md.timestep_fs=0"):
+        MDSettings(timestep_fs=0)

@@ -1,0 +1,94 @@
+"""The pipeline end to end on the small MACE and the test GNN: every stage's files, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from capml.cli import ROOT
+from capml.errors import InputError
+from capml.simulate.stages import STAGES, run_stage
+
+from .conftest import simulate_config, tiny_pipeline_overrides
+
+
+def test_pipeline_writes_every_stage(pipeline_run):
+    w = pipeline_run
+    table = pd.read_csv(w / "configurations" / "energies.csv")
+    assert sorted(table["n_occupied"].unique()) == [0, 1, 8]
+    assert len(table) == 3  # one inequivalent decoration each for 0, 1 and 8 Br of 8
+    for cid in table["config_id"]:
+        assert (w / "phonons" / cid / "phonopy.yaml").exists()
+        assert (w / "phonons" / cid / "band_dos.png").exists()
+        for t in (300, 600):
+            assert (w / "md" / f"{cid}_T{t}.extxyz").exists()
+            assert json.loads((w / "nmd" / f"{cid}_T{t}" / "verdict.json").read_text())["temperature_K"] == t
+            modes = pd.read_csv(w / "modes" / f"{cid}_T{t}" / "modes.csv")
+            assert 0 < len(modes) <= 3 * 40 - 3 and (modes["frequency_THz"].abs() > 0.05).all()
+    summary = pd.read_csv(w / "gaps" / "gaps_summary.csv")
+    assert len(summary) == 3 * 2
+    assert summary[["lowest_gap_T_eV", "boltzmann_gap_T_eV", "lowest_delta_gap_percent"]].notna().all().all()
+    assert (w / "gaps" / "eg_x_T.png").exists()
+    results = json.loads((w / "results.json").read_text())
+    assert any(p.endswith("eg_x_T.png") for p in results["plots"])
+
+
+def test_rerun_reuses_finished_stages(pipeline_run, mace_model_path, trained_run):
+    before = (pipeline_run / "configurations" / "relaxed.extxyz").stat().st_mtime_ns
+    md_before = (pipeline_run / "md" / "md_state.pt").stat().st_mtime_ns
+    cfg = simulate_config(pipeline_run, "stage=md",
+                          *tiny_pipeline_overrides(mace_model_path, trained_run["out"] / "checkpoints" / "best.ckpt"))
+    run_stage(cfg)
+    run_stage(simulate_config(pipeline_run, "stage=configurations", *tiny_pipeline_overrides(
+        mace_model_path, trained_run["out"] / "checkpoints" / "best.ckpt")))
+    assert (pipeline_run / "configurations" / "relaxed.extxyz").stat().st_mtime_ns == before
+    assert (pipeline_run / "md" / "md_state.pt").stat().st_mtime_ns == md_before
+
+
+def test_stages_registered():
+    for name in ("configurations", "phonons", "md", "nmd", "gaps", "modes", "pipeline", "parents", "sample",
+                 "label", "validate", "demo"):
+        assert name in STAGES
+
+
+def test_missing_model_and_earlier_stage_are_input_errors(tmp_path):
+    cfg = simulate_config(tmp_path, "stage=configurations", f"simulate.mlip_model={tmp_path}/none.model")
+    with pytest.raises(InputError, match="simulate.mlip_model=.*none.model: MACE model file not found"):
+        run_stage(cfg)
+    with pytest.raises(InputError, match="configurations.*run `simulate.py stage=configurations` first"):
+        run_stage(simulate_config(tmp_path, "stage=md"))
+
+
+def test_command_line_bad_x_is_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "simulate.py", "stage=configurations", f"workdir={tmp_path}",
+                          "simulate.x=[0.3]"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith("error: simulate.x=0.3: expected a fraction k/8")
+
+
+def test_multirun_fans_out_one_job_per_point(tmp_path, mace_model_path):
+    """`-m simulate.x=0,1 simulate.temperature=...`: one Hydra job per composition, each in its own folder."""
+    out = subprocess.run(
+        [sys.executable, "simulate.py", "-m", "stage=configurations", "simulate.x=0,1", "simulate.temperature=300",
+         f"simulate.mlip_model={mace_model_path}", "simulate.configurations.max_steps=2",
+         f"hydra.sweep.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    tables = sorted(tmp_path.glob("*/configurations/energies.csv"))
+    assert len(tables) == 2
+    assert sorted(float(pd.read_csv(t)["x"].iloc[0]) for t in tables) == [0.0, 1.0]
+
+
+def test_slurm_launcher_config_composes(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from capml.cli import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="simulate", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.partition == "gpu" and cfg.hydra.launcher.cpus_per_task == 8
