@@ -86,3 +86,14 @@ def trained_run(gap_dataset, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("trained") / "run"
     metrics = train_one(gnn_config(gap_dataset, out))
     return {**metrics, "out": out}
+
+
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The project's read-only ../shared folder (real VASP output and its expected values)."""
+    if not (SHARED_DIR / "data").is_dir():
+        pytest.skip(f"{SHARED_DIR}: the project's shared data folder is not next to this checkout")
+    return SHARED_DIR

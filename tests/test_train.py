@@ -16,7 +16,7 @@ from capml.cli import CONFIG_DIR, ROOT
 from capml.models.module import GraphRegressor
 from capml.models.predict import GapPredictor
 from capml.models.train import run, train_one
-from conftest import gnn_config
+from tests.conftest import gnn_config
 
 TINY = ["data.target=gap_gfn2", "data.split_fractions=[0.6,0.2,0.2]", "data.batch_size=4", "model.network.hidden=8",
         "trainer.max_epochs=3", "trainer.enable_progress_bar=false", "explain.graphs=2", "explain.epochs=5"]

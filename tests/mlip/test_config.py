@@ -1,0 +1,43 @@
+"""The mlip config group and experiments compose as train.py composes them (`- mlip: default`, experiment=...)."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from capml.cli import CONFIG_DIR, ROOT
+
+
+@pytest.fixture
+def primary(tmp_path):
+    """A primary config with train.yaml's mlip slots, searching the shipped conf/ for the groups."""
+    (tmp_path / "primary.yaml").write_text(
+        "defaults:\n  - _self_\n  - mlip: default\n  - optional experiment: null\n"
+        f"task: gnn\nhydra:\n  searchpath:\n    - file://{CONFIG_DIR}\n"
+    )
+    return tmp_path
+
+
+@pytest.mark.parametrize("experiment", ["mlip_finetune", "mlip_base"])
+def test_experiments_set_task_and_resolve(primary, experiment):
+    with initialize_config_dir(config_dir=str(primary), version_base="1.3"):
+        cfg = compose(config_name="primary", overrides=[f"experiment={experiment}"])
+    assert cfg.task == "mlip"
+    m = OmegaConf.to_container(cfg.mlip, resolve=True)
+    assert m["dataset"] == str(ROOT / "data" / "ag3sbri" / "dataset.extxyz")
+    assert m["loss"] == "stress" and m["stress_weight"] > 0
+    if experiment == "mlip_finetune":
+        assert m["foundation_model"] == str(ROOT / "models" / "mace_base.model")
+        assert m["E0s"] == "estimated" and m["pin_splits"].endswith("models/mace_base.splits.json")
+    else:
+        assert m["foundation_model"] is None and m["E0s"] == "average"
+        assert m["export_model"] == str(ROOT / "models" / "mace_base.model")
+
+
+def test_bundled_base_model_loads_as_calculator():
+    from capml.mlip.calculator import mace_calculator
+
+    model = ROOT / "models" / "mace_base.model"
+    if not model.exists():
+        pytest.skip("models/mace_base.model not trained yet")
+    calc = mace_calculator(model, dtype="float32")
+    assert set(int(z) for z in calc.models[0].atomic_numbers) == {16, 35, 47, 53}  # S, Br, Ag, I

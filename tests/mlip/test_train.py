@@ -1,0 +1,139 @@
+"""mace_run_train driven from the mlip config: flags, splits, from-scratch training and fine-tuning."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from capml.errors import InputError
+from capml.io.dataset import read_dataset, write_dataset
+from capml.mlip.data import write_splits
+from capml.mlip.train import mace_arguments, run
+
+from .mlip_data import emt_frames, mlip_config
+
+
+def test_splits_are_grouped_95_5_with_held_out_test(tmp_path, emt_dataset):
+    files = write_splits(emt_dataset, tmp_path, valid_fraction=0.05, test_fraction=0.1, seed=3)
+    groups = {s: {a.info["config_id"] for a in read_dataset(files.path(s))} for s in ("train", "valid", "test")}
+    assert not (groups["train"] & groups["valid"]) and not (groups["train"] & groups["test"])
+    assert not (groups["valid"] & groups["test"])
+    assert sum(files.counts.values()) == len(read_dataset(emt_dataset))
+    assert files.counts["train"] > files.counts["test"] >= files.counts["valid"] >= 1
+    assert json.loads((tmp_path / "splits.json").read_text())["counts"] == files.counts
+    first = write_splits(emt_dataset, tmp_path / "first", 0.2, 0.25, max_frames=16)
+    assert sum(first.counts.values()) == 16
+    ids = {a.info["structure_id"] for s in ("train", "valid", "test") for a in read_dataset(first.path(s))}
+    assert ids == {a.info["structure_id"] for a in read_dataset(emt_dataset)[:16]}
+
+
+def test_few_groups_still_give_nonempty_splits_or_a_clear_error(tmp_path):
+    write_dataset(tmp_path / "five.extxyz", emt_frames(n_configs=5, per_config=2))
+    files = write_splits(tmp_path / "five.extxyz", tmp_path / "five")  # 5 % of 10 frames rounds to nothing
+    assert files.counts["valid"] == 2 and files.counts["test"] >= 2 and sum(files.counts.values()) == 10
+
+    frames = emt_frames(n_configs=2, per_config=2)
+    write_dataset(tmp_path / "two.extxyz", frames)
+    with pytest.raises(InputError, match="too few for train, valid and test"):
+        write_splits(tmp_path / "two.extxyz", tmp_path / "out")
+
+
+def test_missing_stress_is_input_error(tmp_path):
+    frames = emt_frames(n_configs=4, per_config=2)
+    for atoms in frames:
+        del atoms.info["REF_stress"]
+    write_dataset(tmp_path / "nostress.extxyz", frames)
+    with pytest.raises(InputError, match="REF_stress"):
+        write_splits(tmp_path / "nostress.extxyz", tmp_path / "out")
+
+
+def test_mace_flags_from_config(tmp_path, emt_dataset, tiny_base):
+    files = write_splits(emt_dataset, tmp_path, 0.2, 0.25)
+    m = mlip_config(foundation_model=tiny_base["model"], stress_weight=2.5).mlip
+    argv = mace_arguments(m, files, tmp_path, tiny_base["model"])
+    for flag in ("--loss=stress", "--stress_weight=2.5", "--compute_stress=True", "--energy_key=REF_energy",
+                 "--forces_key=REF_forces", "--stress_key=REF_stress", f"--foundation_model={tiny_base['model']}",
+                 "--multiheads_finetuning=False", "--E0s=estimated", "--ema", "--restart_latest"):
+        assert flag in argv
+    # a foundation model brings its own cutoff and architecture
+    assert not any(a.startswith(("--r_max", "--num_channels")) for a in argv)
+
+    def scratch(**overrides):
+        return mace_arguments(mlip_config(E0s="average", **overrides).mlip, files, tmp_path, None)
+
+    assert "--r_max=5.0" in scratch() and "--num_channels=32" in scratch()
+    with pytest.raises(InputError, match="drops stress"):
+        scratch(loss="weighted")
+    assert "--loss=weighted" in scratch(loss="weighted", stress_weight=0)
+    assert "--ema" not in scratch(ema=False)
+    with pytest.raises(InputError, match="not a mace_run_train flag"):
+        scratch(extra_args={"no_such_flag": 1})
+    with pytest.raises(InputError, match="own mlip keys"):
+        scratch(extra_args={"lr": 1})
+    with pytest.raises(InputError, match="needs a foundation model"):
+        mace_arguments(mlip_config(E0s="estimated").mlip, files, tmp_path, None)
+
+
+def test_bad_foundation_is_input_error(tmp_path, emt_dataset):
+    cfg = mlip_config(dataset=str(emt_dataset), out_dir=str(tmp_path), foundation_model=str(tmp_path / "none.model"))
+    with pytest.raises(InputError, match="neither a model file nor a mace-mp foundation name"):
+        run(cfg)
+
+
+def test_base_model_trained_from_scratch(tiny_base):
+    run_dir = Path(tiny_base["model"]).parents[1]
+    log_text = (run_dir / "mace" / "mace_stdout.log").read_text()
+    assert "WeightedEnergyForcesStressLoss" in log_text  # stress reaches the loss
+    assert "Computing average Atomic Energies using least squares" in log_text
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"trained"}
+    forces = metrics["test"]["trained"]["forces"]
+    assert np.isfinite(forces["mae"]) and forces["r2"] > 0.3  # learnt something in 20 tiny epochs
+    assert (run_dir / "parity.png").stat().st_size > 0
+
+
+def test_fine_tune_from_local_model_improves_on_new_fidelity(tmp_path, tiny_base):
+    """The base saw EMT; fine-tuning data is EMT scaled by 1.3 (another 'functional'): the fine-tuned model must
+    beat its starting point on the held-out split, and its E0s start from the foundation's."""
+    write_dataset(tmp_path / "stiff.extxyz", emt_frames(seed=7, force_scale=1.3))
+    cfg = mlip_config(dataset=str(tmp_path / "stiff.extxyz"), out_dir=str(tmp_path / "ft"),
+                      foundation_model=tiny_base["model"], epochs=10, lr=0.01, ema=False,
+                      test_fraction=0.25, valid_fraction=0.2, **{"evaluate.phonons": None})
+    summary = run(cfg)
+    test = summary["metrics"]["test"]
+    assert set(test) == {"foundation", "trained"}
+    assert test["trained"]["forces"]["mae"] < test["foundation"]["forces"]["mae"]
+    log_text = (tmp_path / "ft" / "mace" / "mace_stdout.log").read_text()
+    assert "Estimating E0s from foundation model" in log_text
+    assert "WeightedEnergyForcesStressLoss" in log_text
+    recorded = json.loads((tmp_path / "ft" / "summary.json").read_text())
+    assert Path(recorded["model"]).is_file() and recorded["foundation_model"] == tiny_base["model"]
+
+
+def test_pinned_groups_keep_their_split_as_the_dataset_grows(tmp_path):
+    write_dataset(tmp_path / "small.extxyz", emt_frames(n_configs=12))
+    first = write_splits(tmp_path / "small.extxyz", tmp_path / "first", 0.2, 0.25, seed=0)
+    grown = emt_frames(n_configs=30)  # same first 12 config_ids (same seed), 18 new ones
+    write_dataset(tmp_path / "grown.extxyz", grown)
+    second = write_splits(tmp_path / "grown.extxyz", tmp_path / "second", 0.2, 0.25, seed=5,
+                          pinned=tmp_path / "first" / "splits.json")
+    before = json.loads((tmp_path / "first" / "splits.json").read_text())["config_ids"]
+    after = json.loads((tmp_path / "second" / "splits.json").read_text())["config_ids"]
+    for name in ("train", "valid", "test"):
+        assert set(before[name]) <= set(after[name])
+    assert sum(second.counts.values()) == len(grown)
+    with pytest.raises(InputError, match="splits.json"):
+        write_splits(tmp_path / "grown.extxyz", tmp_path / "third", pinned=tmp_path / "small.extxyz")
+
+
+def test_checkpoints_kept_for_same_inputs_dropped_for_changed(tmp_path):
+    from capml.mlip.train import prepare_work_dir
+
+    prepare_work_dir(tmp_path, "a")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "mace_run-0_epoch-3.pt").write_text("x")
+    prepare_work_dir(tmp_path, "a")
+    assert (tmp_path / "checkpoints" / "mace_run-0_epoch-3.pt").exists()
+    prepare_work_dir(tmp_path, "b")
+    assert not (tmp_path / "checkpoints").exists()
