@@ -1,0 +1,132 @@
+"""Train/validation/test extxyz files for mace_run_train, written from the capml dataset contract.
+
+The held-out test split is taken first, grouped by ``config_id`` so no parent decoration is in two splits;
+the remainder is split 95/5 into training and validation (the paper's ratio), again grouped. mace reads the
+contract keys directly (``--energy_key REF_energy --forces_key REF_forces --stress_key REF_stress``), so the
+frames are written unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from capml.errors import InputError
+from capml.io.dataset import ENERGY_KEY, FORCES_KEY, STRESS_KEY, read_dataset, write_dataset
+from capml.io.split import grouped_split
+
+SPLITS = ("train", "valid", "test")
+GROUP_KEY = "config_id"
+
+log = logging.getLogger("capml.mlip")
+
+
+@dataclass
+class SplitFiles:
+    train: str
+    valid: str
+    test: str
+    counts: dict[str, int]
+
+    def path(self, split: str) -> Path:
+        return Path(getattr(self, split))
+
+
+def split_fractions(valid_fraction: float, test_fraction: float) -> tuple[float, float, float]:
+    """(train, valid, test) fractions of the whole dataset: test held out, the rest split by valid_fraction."""
+    for name, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 < value < 1.0:
+            raise InputError(f"mlip.{name}={value}: expected a fraction strictly between 0 and 1")
+    rest = 1.0 - test_fraction
+    return rest * (1.0 - valid_fraction), rest * valid_fraction, test_fraction
+
+
+def write_splits(
+    dataset: str | Path,
+    out_dir: str | Path,
+    valid_fraction: float = 0.05,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    require_stress: bool = True,
+    pinned: str | Path | None = None,
+    max_frames: int | None = None,
+) -> SplitFiles:
+    """Write ``train.extxyz``, ``valid.extxyz``, ``test.extxyz`` (and ``splits.json``) into ``out_dir``.
+
+    ``pinned`` is the ``splits.json`` of an earlier run (e.g. the base model's, on a smaller dataset): its
+    config_id groups keep their split, so a model fine-tuned from it is never tested on frames it trained on;
+    only new groups are dealt by :func:`grouped_split`. ``max_frames`` keeps the first frames only: a dataset grows
+    by appending, so this reproduces a model trained while it was smaller.
+    """
+    require = (ENERGY_KEY, FORCES_KEY, STRESS_KEY) if require_stress else (ENERGY_KEY, FORCES_KEY)
+    frames = read_dataset(dataset, require=require)
+    if max_frames is not None:
+        if max_frames > len(frames):
+            raise InputError(f"{dataset}: max_frames={max_frames} but the file holds {len(frames)} frames")
+        frames = frames[:max_frames]
+    fractions = split_fractions(valid_fraction, test_fraction)
+    if pinned is None:
+        indices = grouped_split(frames, fractions, seed=seed)
+    else:
+        indices = pinned_split(frames, fractions, seed, pinned)
+    indices = fill_empty_splits(frames, indices, where=str(dataset))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, idx in zip(SPLITS, indices):
+        paths[name] = str(out_dir / f"{name}.extxyz")
+        write_dataset(paths[name], [frames[i] for i in idx])
+    files = SplitFiles(**paths, counts={n: int(len(i)) for n, i in zip(SPLITS, indices)})
+    record = asdict(files) | {
+        "dataset": str(dataset),
+        "max_frames": max_frames,
+        "seed": seed,
+        "pinned": str(pinned) if pinned else None,
+        "structure_ids": {n: [str(frames[i].info.get("structure_id", i)) for i in idx] for n, idx in zip(SPLITS, indices)},
+        "config_ids": {n: sorted({str(frames[i].info.get(GROUP_KEY)) for i in idx}) for n, idx in zip(SPLITS, indices)},
+    }
+    (out_dir / "splits.json").write_text(json.dumps(record, indent=2))
+    return files
+
+
+def fill_empty_splits(frames, indices: list[np.ndarray], where: str) -> list[np.ndarray]:
+    """Give an empty validation or test split the smallest training group: on a few tens of frames 5 % rounds to
+    nothing, and mace needs a validation set. Raises InputError when there are too few groups for three splits."""
+    groups = np.array([str(a.info.get(GROUP_KEY)) for a in frames])
+    indices = [np.asarray(i, int) for i in indices]
+    for k in (1, 2):
+        if len(indices[k]):
+            continue
+        train_groups, sizes = np.unique(groups[indices[0]], return_counts=True)
+        if len(train_groups) < 2:
+            raise InputError(
+                f"{where}: {len(frames)} frames in {len(set(groups))} {GROUP_KEY} groups are too few for "
+                "train, valid and test splits"
+            )
+        moved = train_groups[np.argmin(sizes)]
+        log.warning("%s: the %s split came out empty; it takes group %s from train", where, SPLITS[k], moved)
+        indices[k] = indices[0][groups[indices[0]] == moved]
+        indices[0] = indices[0][groups[indices[0]] != moved]
+    return indices
+
+
+def pinned_split(frames, fractions, seed: int, pinned: str | Path) -> list[np.ndarray]:
+    """Groups listed in an earlier ``splits.json`` keep their split; the others are split by grouped_split."""
+    pinned = Path(pinned)
+    try:
+        earlier = json.loads(pinned.read_text())["config_ids"]
+        split_of_group = {g: k for k, name in enumerate(SPLITS) for g in earlier[name]}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise InputError(f"{pinned}: not a capml splits.json with 'config_ids' per split ({err})") from err
+    groups = [str(a.info.get(GROUP_KEY)) for a in frames]
+    new = np.flatnonzero([g not in split_of_group for g in groups])
+    dealt = grouped_split([frames[i] for i in new], fractions, seed=seed) if len(new) else [[]] * len(SPLITS)
+    out = []
+    for k in range(len(SPLITS)):
+        kept = [i for i, g in enumerate(groups) if split_of_group.get(g) == k]
+        out.append(np.sort(np.concatenate([np.asarray(kept, int), new[np.asarray(dealt[k], int)]])))
+    return out
