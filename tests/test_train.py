@@ -30,9 +30,10 @@ def train_cli(*args, cwd=ROOT):
 
 def test_command_line_run_writes_metrics_plots_checkpoint_and_offline_wandb(gap_dataset, tmp_path):
     result = train_cli(f"data.path={gap_dataset}", f"data.cache_dir={tmp_path / 'graphs'}", f"paths.log_dir={tmp_path}",
-                       "run_name=cli", *TINY)
+                       "run_name=cli", f"export_checkpoint={tmp_path / 'exported.ckpt'}", *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
     (out,) = (tmp_path / "runs" / "cli").iterdir()
+    assert (tmp_path / "exported.ckpt").read_bytes() == (out / "checkpoints" / "best.ckpt").read_bytes()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["target"] == "gap_gfn2" and {"val", "test"} <= set(metrics)
     assert (out / "parity.png").exists() and (out / "edge_importance.csv").exists()
@@ -65,6 +66,8 @@ def test_two_stage_training(gap_dataset, tmp_path, experiment):
     assert (out / "two_stage.png").exists()
     metrics = {s: json.loads((out / s / "metrics.json").read_text()) for s in ("pretrain", "finetune", "scratch")}
     assert metrics["finetune"]["dropped_without_target"] == 12
+    # disjoint stages: pretraining sees only the 12 frames without the accurate label
+    assert sum(metrics["pretrain"]["frames"].values()) == 12 and metrics["pretrain"]["dropped_without_target"] == 6
     pretrain, finetune = (GraphRegressor.load_from_checkpoint(metrics[s]["checkpoint"]) for s in ("pretrain", "finetune"))
     same_encoder = all(torch.equal(a, b) for a, b in zip(pretrain.network.encoder.state_dict().values(),
                                                          finetune.network.encoder.state_dict().values()))

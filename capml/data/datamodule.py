@@ -25,7 +25,9 @@ SPLITS = ("train", "val", "test")
 
 class GraphDataModule(pl.LightningDataModule):
     """Frames lacking ``target`` are dropped (and counted in the log) before splitting, so a fidelity
-    labelled on a subset (e.g. gap_hse06 on every third frame) trains on that subset only."""
+    labelled on a subset (e.g. gap_hse06 on every third frame) trains on that subset only.
+    ``exclude_labelled`` drops the frames that carry that target as well: stage 1 of two-stage training
+    pretrains on the frames the accurate fidelity does not cover, keeping the two stages disjoint."""
 
     def __init__(
         self,
@@ -38,6 +40,7 @@ class GraphDataModule(pl.LightningDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         cache_dir: str | Path | None = None,
+        exclude_labelled: str | None = None,
     ):
         super().__init__()
         self.path = Path(path)
@@ -49,6 +52,7 @@ class GraphDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.cache_dir = cache_dir
+        self.exclude_labelled = exclude_labelled
         self.dataset: CrystalGraphDataset | None = None
         self.indices: dict[str, np.ndarray] = {}
 
@@ -57,10 +61,14 @@ class GraphDataModule(pl.LightningDataModule):
             return
         dataset = CrystalGraphDataset(self.path, self.cutoff_A, self.cache_dir)
         values = dataset.target(self.target)
-        labelled = np.flatnonzero(np.isfinite(values))
+        keep = np.isfinite(values)
+        if self.exclude_labelled:
+            keep &= ~np.isfinite(dataset.target(self.exclude_labelled))
+        labelled = np.flatnonzero(keep)
         dropped = len(values) - len(labelled)
         if dropped:
-            log.info("%s: dropped %d of %d frames without '%s'", self.path, dropped, len(values), self.target)
+            log.info("%s: dropped %d of %d frames without '%s'%s", self.path, dropped, len(values), self.target,
+                     f" or with '{self.exclude_labelled}'" if self.exclude_labelled else "")
         self.dropped = dropped
         frames = [Atoms(info=dataset.meta["info"][k]) for k in labelled]
         parts = grouped_split(frames, self.split_fractions, seed=self.split_seed, group_key=self.group_key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -102,6 +103,11 @@ def train_one(cfg: DictConfig) -> dict:
         metrics[split] = regression_metrics(rows["y_true"].to_numpy(), rows["y_pred"].to_numpy())
     if trainer.is_global_zero:  # under DDP every rank gets the metrics, one writes the files
         write_outputs(cfg, out, module, datamodule, table, metrics)
+        if cfg.get("export_checkpoint"):
+            export = Path(cfg.export_checkpoint)
+            export.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(checkpoint, export)
+            log.info("exported %s", export)
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()  # the next stage of a two-stage run starts its own W&B run
@@ -130,6 +136,11 @@ def stage_config(cfg: DictConfig, name: str, target: str, checkpoint: str | None
         stage.run_name = f"{cfg.run_name}_{name}"
         stage.data.target = target
         stage.finetune.checkpoint = checkpoint
+        # only the fine-tuned model is the product of a two-stage run
+        if name != "finetune":
+            stage.export_checkpoint = None
+        if name == "pretrain" and cfg.two_stage.get("disjoint"):
+            stage.data.exclude_labelled = cfg.two_stage.accurate
         if checkpoint and lr is not None:
             stage.model.lr = lr
     return stage

@@ -96,7 +96,7 @@ def validate(cfg: DictConfig) -> Path:
 
 
 STAGES = {"parents": parents, "sample": sample, "label": label, "validate": validate, "data_demo": data_demo,
-          **simulate_pipeline.PIPELINE, "pipeline": simulate_pipeline.pipeline, "demo": data_demo}
+          **simulate_pipeline.PIPELINE, "pipeline": simulate_pipeline.pipeline, "demo": simulate_pipeline.pipeline}
 
 
 def run_stage(cfg: DictConfig):
