@@ -1,7 +1,10 @@
 """Summaries of a dataset file for its data card: counts per composition, temperature and sampling, label
 wall time, and gap histograms per fidelity.
 
-    python -m capml.io.report data/ag3sbri/dataset.extxyz --out data/ag3sbri
+    python -m capml.io.report data/ag3sbri/dataset.extxyz --out data/ag3sbri [--card data/ag3sbri/README.md]
+
+``--card`` writes the data card: a Markdown template (settings, commands, notes) filled in with the counts,
+wall times and plots of the dataset as it is now, so the card is regenerated with every commit of a growing set.
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ def summarise(path: str | Path, out_dir: str | Path) -> dict:
         "histogram": str(gap_histograms(table, out_dir / "gap_histograms.png")),
         "gap_vs_x": str(gap_vs_composition(table, out_dir / "gap_vs_x.png")),
     }
+    summary["tables"] = {"by_x_and_sampling": counts.to_markdown(), "phonon_by_x_and_T": phonon.to_markdown(),
+                         "gaps_by_sampling_and_T": markdown_counts_and_values(gap_statistics(table))}
     table.to_csv(out_dir / "dataset_summary.csv", index=False)
     (out_dir / "dataset_summary.json").write_text(json.dumps(summary, indent=1, default=str))
     print(counts.to_markdown())
@@ -92,12 +97,48 @@ def summarise(path: str | Path, out_dir: str | Path) -> dict:
     return summary
 
 
+def gap_statistics(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and spread of every gap fidelity per sampling kind and temperature (eV)."""
+    fidelities = [c for c in table.columns if c.startswith(GAP_PREFIX)]
+    stats = table.groupby(["sampling", "temperature"])[fidelities].agg(["count", "mean", "std"])
+    stats.columns = [f"{key} {stat}" for key, stat in stats.columns]
+    stats.index = [f"{sampling} {temperature:g} K" for sampling, temperature in stats.index]
+    return stats
+
+
+def markdown_counts_and_values(stats: pd.DataFrame) -> str:
+    """Counts as integers, everything else to 3 decimals (tabulate takes one format per column)."""
+    formats = [""] + [".0f" if c.endswith("count") else ".3f" for c in stats.columns]
+    return stats.to_markdown(floatfmt=formats)
+
+
+def write_card(summary: dict, template: str | Path, card: str | Path) -> Path:
+    """Fill ``template`` (``{name}`` fields from :func:`summarise`) and write the data card ``card``."""
+    gaps = summary["gap_counts"]
+    fields = {
+        "n_structures": summary["n_structures"],
+        "n_failed": summary["n_failed"],
+        "gap_counts": ", ".join(f"{k}: {v}" for k, v in sorted(gaps.items())),
+        "label_hours_total": f"{summary['label_hours_total']:.1f}",
+        "label_seconds_median": f"{summary['label_seconds_median']:.0f}",
+        **summary["tables"],
+    }
+    card = Path(card)
+    card.write_text(Path(template).read_text().format(**fields))
+    return card
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset")
     parser.add_argument("--out", default=None, help="folder for the plots and tables (default: next to dataset)")
+    parser.add_argument("--card", default=None, help="write the data card here (Markdown)")
+    parser.add_argument("--template", default=None, help="card template (default: <card folder>/card.template.md)")
     args = parser.parse_args(argv)
-    summarise(args.dataset, args.out or Path(args.dataset).parent)
+    summary = summarise(args.dataset, args.out or Path(args.dataset).parent)
+    if args.card:
+        template = args.template or Path(args.card).parent / "card.template.md"
+        print(f"data card: {write_card(summary, template, args.card)}")
 
 
 if __name__ == "__main__":

@@ -27,3 +27,25 @@ def test_summary_counts_and_plots(tmp_path):
     assert (tmp_path / "gap_histograms.png").stat().st_size > 5000
     saved = json.loads((tmp_path / "dataset_summary.json").read_text())
     assert saved["counts_by_x_and_sampling"]["phonon"] == {"0.0": 2, "0.5": 2, "1.0": 2}
+
+
+def test_data_card_is_filled_from_the_dataset(tmp_path):
+    from capml.io.report import write_card
+
+    frames = []
+    for i in range(6):
+        atoms = bulk("Cu", cubic=True)
+        atoms.info.update(REF_energy=-4.0, REF_stress=np.zeros((3, 3)), structure_id=f"s{i}", config_id=f"c{i}",
+                          x=0.5, temperature=300.0, sampling="phonon", gap_pbesol=0.4, label_seconds=90.0)
+        atoms.arrays["REF_forces"] = np.zeros((4, 3))
+        frames.append(atoms)
+    path = tmp_path / "d.extxyz"
+    write_dataset(path, frames, DatasetSettings({"pbesol": {"ecut_eV": 350}}))
+    template = tmp_path / "card.template.md"
+    template.write_text("n={n_structures} gaps={gap_counts} h={label_hours_total} s={label_seconds_median}\n"
+                        "{gaps_by_sampling_and_T}\n")
+    card = write_card(summarise(path, tmp_path), template, tmp_path / "README.md").read_text()
+    assert card.startswith("n=6 gaps=gap_pbesol: 6 h=0.1 s=90\n")
+    # counts stay integers, values get 3 decimals
+    row = next(line for line in card.splitlines() if line.startswith("| phonon 300 K"))
+    assert [c.strip() for c in row.strip("|").split("|")] == ["phonon 300 K", "6", "0.400", "0.000"]
