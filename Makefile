@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench card clean
 
 install:
 	bash tools/install.sh
@@ -19,6 +19,10 @@ test-slow: install
 
 bench: install
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+# regenerate the bundled dataset's data card and plots (run before committing a grown dataset)
+card: install
+	$(PY) -m capml.io.report data/ag3sbri/dataset.extxyz --card data/ag3sbri/README.md
 
 clean:
 	rm -rf runs outputs multirun .pytest_cache

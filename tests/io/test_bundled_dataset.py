@@ -1,0 +1,95 @@
+"""The bundled GPAW dataset (data/ag3sbri) against the contract: keys, units, settings, counts, no NaN."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import phonopy
+import pytest
+from ase.units import GPa
+
+from capml.cli import ROOT
+from capml.io.dataset import read_dataset, read_failures, read_settings, read_structures
+
+DATA = ROOT / "data" / "ag3sbri"
+DATASET = DATA / "dataset.extxyz"
+HSE_STRIDE = 3  # conf/labels/gpaw.yaml subsets.hse06: structure i of structures.extxyz gets it when i % 3 == 0
+
+
+@pytest.fixture(scope="module")
+def frames():
+    # read_dataset validates the contract: required keys, shapes, finite values of every label it reads
+    return read_dataset(DATASET, require=["REF_energy", "REF_forces", "REF_stress"], gaps=["pbesol"])
+
+
+@pytest.fixture(scope="module")
+def structures():
+    return read_structures(DATA / "structures.extxyz")
+
+
+def test_settings_are_the_ones_the_issue_fixes():
+    fidelities = read_settings(DATASET).fidelities
+    for name, xc in (("pbesol", "PBEsol"), ("hse06", "HSE06")):
+        s = fidelities[name]
+        assert (s["code"], s["mode"], s["xc"], s["ecut_eV"]) == ("gpaw", "pw", xc, 350.0)
+        assert s["kpts"] == {"gamma": True, "size": [1, 1, 1]}
+        assert s["smearing"] == {"type": "fermi-dirac", "width_eV": 0.01}
+        assert "gpaw dataset -f PBEsol" in s["setups"]
+    assert fidelities["REF"] == {**fidelities["pbesol"], "fidelity": "pbesol"}  # REF_ keys are PBEsol
+
+
+def test_units_and_ranges(frames):
+    for atoms in frames:
+        assert len(atoms) == 40 and atoms.get_chemical_formula().startswith("Ag24")
+        # GPAW energies are relative to its reference atoms: a few eV per atom, negative for a bound solid
+        assert -4.0 < atoms.info["REF_energy"] / len(atoms) < -2.0
+        assert np.abs(atoms.arrays["REF_forces"]).max() < 30.0  # eV/Å, hot phonon displacements included
+        stress = atoms.info["REF_stress"]
+        assert np.allclose(stress, stress.T) and np.abs(stress).max() < 20 * GPa  # eV/Å^3
+        assert 0.0 <= atoms.info["gap_pbesol"] < 3.0
+        if "gap_hse06" in atoms.info:
+            assert np.isfinite(atoms.info["gap_hse06"]) and atoms.info["gap_hse06"] > atoms.info["gap_pbesol"]
+
+
+def test_counts_follow_the_structures_file(frames, structures):
+    order = {a.info["structure_id"]: i for i, a in enumerate(structures)}
+    ids = [a.info["structure_id"] for a in frames]
+    assert len(set(ids)) == len(ids) and set(ids) <= set(order)
+    assert not set(ids) & set(read_failures(DATASET))
+    # the accurate fidelity lands on exactly every third structure of the sampled set
+    with_hse = {a.info["structure_id"] for a in frames if "gap_hse06" in a.info}
+    assert with_hse == {i for i in ids if order[i] % HSE_STRIDE == 0}
+    assert len(structures) == 9 * (4 * 6 + 2 + 1)  # x = k/8 x (4 temperatures x 6 phonon + 2 uniform + 1 equilibrium)
+    for atoms in frames:
+        source = structures[order[atoms.info["structure_id"]]]
+        assert np.allclose(atoms.positions, source.positions) and np.allclose(atoms.cell, source.cell)
+        assert atoms.info["x"] == pytest.approx(atoms.get_chemical_symbols().count("Br") / 8)
+
+
+def test_data_card_is_current(frames):
+    card = (DATA / "README.md").read_text()
+    status = re.search(r"\*\*(\d+) of the (\d+) structures", card)
+    assert status and int(status.group(1)) == len(frames)
+    assert (DATA / "gap_histograms.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("name", ["Ag3SBr", "Ag3SI"])
+def test_parent_force_constants_load_in_phonopy(name):
+    ph = phonopy.load(DATA / "phonons" / name / "phonopy.yaml", produce_fc=False)
+    assert ph.force_constants.shape[-2:] == (3, 3) and ph.force_constants.shape[1] == 40
+    assert np.isfinite(ph.force_constants).all()
+    # acoustic sum rule of DFT finite-displacement force constants, to GPAW's numerical noise
+    assert np.abs(ph.force_constants.sum(axis=1)).max() < 0.1
+    assert (DATA / "phonons" / name / "band_structure.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_recomputed_structure_matches_stored_energy(frames):
+    """One bundled structure recomputed with the same GPAW settings: energy within 1 meV/atom."""
+    from capml.labels.gpaw import GPAWLabeller
+
+    atoms = next(a for a in frames if a.info["sampling"] == "equilibrium")
+    labels = GPAWLabeller(hybrid=None).label(atoms)
+    assert abs(labels.energy_eV - atoms.info["REF_energy"]) / len(atoms) < 1e-3
+    assert labels.gaps_eV["pbesol"] == pytest.approx(atoms.info["gap_pbesol"], abs=5e-3)
