@@ -28,16 +28,15 @@ def test_experiments_set_task_and_resolve(primary, experiment):
     if experiment == "mlip_finetune":
         assert m["foundation_model"] == str(ROOT / "models" / "mace_base.model")
         assert m["E0s"] == "estimated" and m["pin_splits"].endswith("models/mace_base.splits.json")
+        assert m["export_model"] == str(ROOT / "models" / "mace_finetuned.model")
     else:
         assert m["foundation_model"] is None and m["E0s"] == "average"
         assert m["export_model"] == str(ROOT / "models" / "mace_base.model")
 
 
-def test_bundled_base_model_loads_as_calculator():
+@pytest.mark.parametrize("name", ["mace_base.model", "mace_finetuned.model"])
+def test_bundled_models_load_as_calculators(name):
     from capml.mlip.calculator import mace_calculator
 
-    model = ROOT / "models" / "mace_base.model"
-    if not model.exists():
-        pytest.skip("models/mace_base.model not trained yet")
-    calc = mace_calculator(model, dtype="float32")
+    calc = mace_calculator(ROOT / "models" / name, dtype="float32")
     assert set(int(z) for z in calc.models[0].atomic_numbers) == {16, 35, 47, 53}  # S, Br, Ag, I
