@@ -19,28 +19,9 @@ import numpy as np
 from capml.simulate.configurations import n_halide_sites
 from capml.simulate.mlip import ase_calculator
 from capml.simulate.relax import relax
-from capml.structures.decorations import site_permutations
+from capml.structures.decorations import burnside_orbit_count, site_permutations
 from capml.structures.prototypes import halide_sites
 from capml.structures.sampler import SolidSolution
-
-
-def burnside_count(perms: np.ndarray, k: int) -> int:
-    """Orbits of k-subsets: the mean over operations of the k-subsets each one fixes (unions of its cycles)."""
-    total = 0
-    for perm in perms:
-        seen, lengths = np.zeros(len(perm), bool), []
-        for start in range(len(perm)):
-            length, j = 0, start
-            while not seen[j]:
-                seen[j], j, length = True, perm[j], length + 1
-            if length:
-                lengths.append(length)
-        ways = [1] + [0] * k
-        for length in lengths:
-            for s in range(k, length - 1, -1):
-                ways[s] += ways[s - length]
-        total += ways[k]
-    return total // len(perms)
 
 
 def main() -> None:
@@ -62,7 +43,7 @@ def main() -> None:
         decorations[k] = system.decorations(k)
         mults = [d.multiplicity for d in decorations[k]]
         assert sum(mults) == comb(n, k)
-        burnside = burnside_count(perms, k)
+        burnside = burnside_orbit_count(perms, k)
         print(f"{k:>3} {comb(n, k):>8} {len(mults):>13} {burnside:>9}  {mults}")
         total_all += comb(n, k)
         total_ineq += len(mults)

@@ -132,3 +132,24 @@ def inequivalent_decorations(
         )
     return decorations
 
+
+def burnside_orbit_count(perms: np.ndarray, k: int) -> int:
+    """Orbits of k-subsets of the sites under the permutation group ``perms``, by Burnside's lemma: the mean over
+    group elements of the k-subsets each fixes (unions of its cycles). Independent of the orbit enumeration
+    above, so it checks it (tests) and counts where enumerating would be too slow (bench)."""
+    total = 0
+    for perm in np.asarray(perms):
+        seen, cycles = np.zeros(len(perm), bool), []
+        for start in range(len(perm)):
+            length, j = 0, start
+            while not seen[j]:
+                seen[j], j, length = True, perm[j], length + 1
+            if length:
+                cycles.append(length)
+        ways = [1] + [0] * k  # subset-sum count over cycle lengths
+        for length in cycles:
+            for s in range(k, length - 1, -1):
+                ways[s] += ways[s - length]
+        total += ways[k]
+    assert total % len(perms) == 0, "Burnside's lemma: the fixed-point total is a multiple of the group order"
+    return total // len(perms)

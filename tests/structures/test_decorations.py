@@ -3,34 +3,10 @@ from math import comb
 import numpy as np
 import pytest
 
-from capml.structures.decorations import inequivalent_decorations, site_permutations
+from capml.structures.decorations import burnside_orbit_count, inequivalent_decorations, site_permutations
 from capml.structures.prototypes import halide_sites, mixed_halide_supercell
 
 LATTICE = {"Br": 4.793, "I": 4.869}
-
-
-def burnside_orbit_count(perms: np.ndarray, k: int) -> int:
-    """Orbits of k-subsets = average over group elements of the k-subsets each one fixes (cycle types)."""
-    n = perms.shape[1]
-    total = 0
-    for perm in perms:
-        seen = np.zeros(n, bool)
-        cycles = []
-        for start in range(n):
-            length, j = 0, start
-            while not seen[j]:
-                seen[j] = True
-                j = perm[j]
-                length += 1
-            if length:
-                cycles.append(length)
-        ways = [1] + [0] * k
-        for length in cycles:
-            for s in range(k, length - 1, -1):
-                ways[s] += ways[s - length]
-        total += ways[k]
-    assert total % len(perms) == 0
-    return total // len(perms)
 
 
 def halide_perms(supercell):
