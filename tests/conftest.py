@@ -88,12 +88,13 @@ def trained_run(gap_dataset, tmp_path_factory) -> dict:
     return {**metrics, "out": out}
 
 
-SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
-
-
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """The project's read-only ../shared folder (real VASP output and its expected values)."""
-    if not (SHARED_DIR / "data").is_dir():
-        pytest.skip(f"{SHARED_DIR}: the project's shared data folder is not next to this checkout")
-    return SHARED_DIR
+    """The project's read-only shared folder (real VASP output and its expected values): $CAPML_SHARED_DIR,
+    or ../shared next to the checkout."""
+    import os
+
+    folder = Path(os.environ.get("CAPML_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+    if not (folder / "data").is_dir():
+        pytest.skip(f"{folder}: the project's shared data folder is not there (set CAPML_SHARED_DIR)")
+    return folder
