@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from capml.cli import CONFIG_DIR, ROOT
+from capml.io.dataset import write_dataset
 from capml.models.module import GraphRegressor
 from capml.models.predict import GapPredictor
 from capml.models.train import run, train_one
@@ -116,6 +117,27 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
                                                      "(expected a capml extxyz dataset)"
     result = train_cli("model=nosuchmodel")
     assert result.returncode == 2 and "nosuchmodel" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_element_without_features_is_one_line_and_no_cache(tmp_path):
+    """An element the feature table does not know (He: no Pauling electronegativity), through train.py."""
+    from ase import Atoms
+
+    frames = []
+    for i in range(6):
+        atoms = Atoms("AgHe", positions=[[0, 0, 0], [2.0 + 0.1 * i, 0, 0]], cell=np.eye(3) * 6, pbc=True)
+        atoms.info.update(REF_energy=-1.0, REF_stress=np.zeros((3, 3)), structure_id=f"s{i}", config_id=f"c{i}",
+                          gap_pbesol=0.5)
+        atoms.arrays["REF_forces"] = np.zeros((2, 3))
+        frames.append(atoms)
+    data = tmp_path / "helium.extxyz"
+    write_dataset(data, frames)
+    cache = tmp_path / "graphs"
+    result = train_cli(f"data.path={data}", f"data.cache_dir={cache}", "logger=csv", f"paths.log_dir={tmp_path}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and str(data) in last and "He" in last and "Traceback" not in result.stderr
+    assert not list(cache.glob("**/*.pt"))  # no partial graph cache left behind
 
 
 @pytest.mark.slow
