@@ -14,7 +14,6 @@ import argparse
 import time
 from math import comb
 
-import numpy as np
 
 from capml.simulate.configurations import n_halide_sites
 from capml.simulate.mlip import ase_calculator

@@ -31,7 +31,7 @@ from scipy.optimize import curve_fit  # noqa: E402
 from scipy.signal import welch  # noqa: E402
 
 from capml.errors import InputError  # noqa: E402
-from capml.structures.thermal import save_phonons, to_phonopy_atoms  # noqa: E402
+from capml.structures.thermal import save_dispersion_plot, save_phonons, to_phonopy_atoms  # noqa: E402
 
 FS_TO_PS = 1e-3
 
@@ -205,9 +205,6 @@ def write_results(result: dict, reference: Atoms, temperature_K: float, out_dir:
 
     phonon = renormalised_phonons(reference, result)
     phonon.auto_band_structure(npoints=51)
-    plot = phonon.plot_band_structure()
-    plot.suptitle(f"renormalised dispersion at {temperature_K:g} K", fontsize=9)
-    plot.savefig(out / "dispersion.png", dpi=120)
-    plt.close("all")
+    save_dispersion_plot(phonon, out / "dispersion.png", f"renormalised dispersion at {temperature_K:g} K")
     save_phonons(phonon, out / "phonopy.yaml")
     return verdict["verdict"]

@@ -13,18 +13,14 @@ import json
 import logging
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+from phonopy import Phonopy
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from ase import Atoms  # noqa: E402
-from ase.calculators.calculator import Calculator  # noqa: E402
-from phonopy import Phonopy  # noqa: E402
-
-from capml.structures.parents import imaginary_modes  # noqa: E402
-from capml.structures.thermal import (full_force_constants, harmonic_phonons, load_phonons,  # noqa: E402
-                                      save_phonons, to_ase_atoms)
+from capml.structures.parents import imaginary_modes
+from capml.structures.thermal import (full_force_constants, harmonic_phonons, load_phonons,
+                                      save_dispersion_plot, save_phonons, to_ase_atoms)
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +61,9 @@ def config_phonons(atoms: Atoms, calculator: Calculator, out_dir: str | Path, di
     phonon = harmonic_phonons(atoms, calculator, np.eye(3, dtype=int), displacement_A, workdir=out_dir / "forces",
                               symprec=symprec)
     phonon.auto_band_structure(npoints=51)
-    phonon.auto_total_dos()
     report = stability(phonon)
-    plot = phonon.plot_band_structure_and_dos()
-    plot.suptitle(f"{atoms.info.get('config_id', '')} harmonic phonons\n{report['verdict']}", fontsize=8)
-    plot.savefig(out_dir / "band_dos.png", dpi=120)
-    plt.close("all")
+    save_dispersion_plot(phonon, out_dir / "band_dos.png",
+                         f"{atoms.info.get('config_id', '')} harmonic phonons\n{report['verdict']}", with_dos=True)
     (out_dir / "stability.json").write_text(json.dumps(report, indent=1))
     save_phonons(phonon, target)  # last: its presence marks the configuration done
     log.info("%s: %s", atoms.info.get("config_id", out_dir.name), report["verdict"])

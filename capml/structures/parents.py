@@ -12,17 +12,14 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-import matplotlib
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+from phonopy import Phonopy
 
-matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-from ase import Atoms  # noqa: E402
-from ase.calculators.calculator import Calculator  # noqa: E402
-from phonopy import Phonopy  # noqa: E402
-
-from capml.structures.prototypes import mixed_halide_supercell  # noqa: E402
-from capml.structures.sampler import SolidSolution  # noqa: E402
-from capml.structures.thermal import harmonic_phonons, save_phonons  # noqa: E402
+from capml.structures.prototypes import mixed_halide_supercell
+from capml.structures.sampler import SolidSolution
+from capml.structures.thermal import harmonic_phonons, save_dispersion_plot, save_phonons
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +64,9 @@ def end_member_phonons(
         phonon = harmonic_phonons(cell, calculator, np.eye(3, dtype=int), displacement_A, workdir=folder / "forces")
         phonon.auto_band_structure(npoints=51)
         report = imaginary_modes(phonon)
-        plot = phonon.plot_band_structure()
-        plot.suptitle(f"{name} harmonic dispersion" + (
+        save_dispersion_plot(phonon, folder / "band_structure.png", f"{name} harmonic dispersion" + (
             f" — {report['n_imaginary_on_path']} imaginary points, lowest {report['lowest_THz']} THz"
             if report["n_imaginary_on_path"] else ""))
-        plot.savefig(folder / "band_structure.png", dpi=120)
         (folder / "imaginary_modes.json").write_text(json.dumps(report, indent=1))
         save_phonons(phonon, target)
     return written

@@ -94,6 +94,25 @@ def save_phonons(phonon: Phonopy, path: str | Path) -> None:
     phonon.save(filename=str(path), settings={"force_constants": True})
 
 
+def save_dispersion_plot(phonon: Phonopy, path: str | Path, title: str, with_dos: bool = False) -> Path:
+    """phonopy's band-structure plot (and total DOS) of a phonon whose band structure is computed, with units and
+    a title, to PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if with_dos:
+        phonon.auto_total_dos()
+    (phonon.plot_band_structure_and_dos() if with_dos else phonon.plot_band_structure())
+    figure = plt.gcf()
+    figure.axes[0].set_ylabel("Frequency (THz)")
+    figure.suptitle(title, fontsize=9)
+    figure.savefig(path, dpi=120)
+    plt.close("all")
+    return Path(path)
+
+
 def load_phonons(path: str | Path) -> Phonopy:
     path = Path(path)
     if not path.is_file():

@@ -113,7 +113,7 @@ def test_fine_tune_from_local_model_improves_on_new_fidelity(tmp_path, tiny_base
 
 def test_pinned_groups_keep_their_split_as_the_dataset_grows(tmp_path):
     write_dataset(tmp_path / "small.extxyz", emt_frames(n_configs=12))
-    first = write_splits(tmp_path / "small.extxyz", tmp_path / "first", 0.2, 0.25, seed=0)
+    write_splits(tmp_path / "small.extxyz", tmp_path / "first", 0.2, 0.25, seed=0)
     grown = emt_frames(n_configs=30)  # same first 12 config_ids (same seed), 18 new ones
     write_dataset(tmp_path / "grown.extxyz", grown)
     second = write_splits(tmp_path / "grown.extxyz", tmp_path / "second", 0.2, 0.25, seed=5,

@@ -61,7 +61,6 @@ class LinearGap:
 
 
 def test_thermal_gaps_and_summary_tables():
-    rng = np.random.default_rng(0)
     runs = []
     for config_id, shift in (("a", 0.0), ("b", 1.0)):
         frames = []
