@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install demo test test-slow bench card clean
+.PHONY: install demo test test-slow test-gpu bench card clean
 
 install:
 	bash tools/install.sh
@@ -16,6 +16,11 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -m "slow" -q
+
+# on a machine where torch sees CUDA
+test-gpu: install
+	$(PY) -m pytest -m "gpu" -q
+	$(PY) bench/bench_md.py --model models/mace_finetuned.model --systems 32 --steps 50 --device cuda
 
 bench: install
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.harmonic import HarmonicCalculator, HarmonicForceField
@@ -130,3 +131,22 @@ def test_bad_settings_are_input_errors():
         MDSettings(ensemble="nve")
     with pytest.raises(InputError, match="md.timestep_fs=0"):
         MDSettings(timestep_fs=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batched_model_on_cuda_matches_cpu(mace_model_path):
+    import torch_sim as ts
+
+    from capml.structures.sampler import SolidSolution
+
+    system = SolidSolution()
+    structures = [system.build(system.decorations(k)[0]) for k in (0, 4, 8)]
+    for atoms in structures:
+        atoms.rattle(0.05, seed=1)
+    out = {}
+    for device in ("cpu", "cuda"):
+        state = ts.io.atoms_to_state(structures, torch.device(device), torch.float64)
+        out[device] = {k: v.cpu() for k, v in batched_model(mace_model_path, "float64", device)(state).items()}
+    assert torch.allclose(out["cpu"]["energy"], out["cuda"]["energy"], atol=1e-8)
+    assert torch.allclose(out["cpu"]["forces"], out["cuda"]["forces"], atol=1e-8)
