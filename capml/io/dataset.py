@@ -185,6 +185,27 @@ def write_dataset(path: str | Path, frames: Sequence[Atoms], settings: DatasetSe
         write_settings(path, settings)
 
 
+def drop_fidelity(path: str | Path, fidelity: str) -> int:
+    """Remove ``gap_<fidelity>`` from every frame of ``path`` and the fidelity from its settings (for labels
+    found wrong); returns how many frames lost it. A resumed label run then computes the fidelity afresh."""
+    frames = read_complete_frames(path)
+    key = GAP_PREFIX + fidelity
+    dropped = sum(atoms.info.pop(key, None) is not None for atoms in frames)
+    settings = read_settings(path)
+    settings.fidelities.pop(fidelity, None)
+    write_dataset(path, frames, settings)
+    return dropped
+
+
+def keep_last_per_structure(path: str | Path) -> None:
+    """Rewrite ``path`` (atomically) with only the last frame of each structure_id: a relabelled structure is
+    appended first, then its earlier frame dropped here, so a kill in between loses nothing."""
+    frames = read_complete_frames(path)
+    last = {str(atoms.info.get("structure_id")): k for k, atoms in enumerate(frames)}
+    if len(last) < len(frames):
+        write_dataset(path, [frames[k] for k in sorted(last.values())])
+
+
 def read_complete_frames(path: str | Path) -> list[Atoms]:
     """Frames of a file being appended to; a torn last frame (killed mid-write) is cut off the file."""
     path = Path(path)
@@ -239,3 +260,19 @@ def merge_datasets(paths: Sequence[str | Path], out: str | Path) -> list[Atoms]:
         raise InputError(f"{out}: structure_id values repeat across inputs: {sorted(duplicated)[:5]}")
     write_dataset(out, frames, settings)
     return frames
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m capml.io.dataset FILE --drop-fidelity NAME``: drop labels of one fidelity found wrong."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("dataset")
+    parser.add_argument("--drop-fidelity", required=True, metavar="NAME", help="e.g. hse06 drops gap_hse06")
+    args = parser.parse_args(argv)
+    print(f"{args.dataset}: gap_{args.drop_fidelity} dropped from {drop_fidelity(args.dataset, args.drop_fidelity)} "
+          "frames; a resumed label run recomputes it on its subset")
+
+
+if __name__ == "__main__":
+    main()

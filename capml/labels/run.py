@@ -20,9 +20,11 @@ from tqdm.auto import tqdm
 
 from capml.errors import InputError
 from capml.io.dataset import (
+    GAP_PREFIX,
     DatasetSettings,
     append_frame,
     failures_path,
+    keep_last_per_structure,
     read_complete_frames,
     read_failures,
     read_settings,
@@ -80,16 +82,19 @@ def run_labels(
     out.parent.mkdir(parents=True, exist_ok=True)
     write_settings(out, settings)
 
-    done = {str(a.info.get("structure_id")) for a in read_complete_frames(out)}
+    keep_last_per_structure(out)  # a kill between appending a relabelled frame and dropping the old one
+    labelled_keys = {str(a.info.get("structure_id")): set(a.info) for a in read_complete_frames(out)}
     failed = {} if retry_failed else read_failures(out)
-    todo = [i for i, sid in enumerate(ids) if sid not in done and sid not in failed]
+    # finished: labelled, with every optional fidelity its subset asks for (one dropped as wrong is redone)
+    todo = [i for i, sid in enumerate(ids) if sid not in failed and not (
+        sid in labelled_keys and {GAP_PREFIX + name for name in _extras(i, subsets)} <= labelled_keys[sid])]
     skipped = len(ids) - len(todo)
     if limit is not None:
         todo = todo[:limit]
     start = time.perf_counter()
     labelled = n_failed = 0
     for i in tqdm(todo, desc=f"labelling ({labeller.fidelity})", unit="structure"):
-        extras = frozenset(name for name, stride in subsets.items() if i % stride == 0)
+        extras = _extras(i, subsets)
         t0 = time.perf_counter()
         try:
             labels = labeller.label(structures[i], extras)
@@ -104,8 +109,14 @@ def run_labels(
                                          "traceback": traceback.format_exc(limit=3)}) + "\n")
             continue
         append_frame(out, frame)
+        if ids[i] in labelled_keys:
+            keep_last_per_structure(out)
         labelled += 1
     return LabelSummary(labelled, skipped, n_failed, time.perf_counter() - start)
+
+
+def _extras(index: int, subsets: Mapping[str, int]) -> frozenset[str]:
+    return frozenset(name for name, stride in subsets.items() if index % stride == 0)
 
 
 def _requested_settings(labeller: Labeller, subsets: Mapping[str, int]) -> dict[str, dict]:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from ase.build import bulk
 from ase.dft.bandgap import bandgap
 
 from capml.io.dataset import validate_frames
@@ -50,3 +51,17 @@ def test_tblite_single_point(cell):
         moved.positions[1, 0] += sign * h
         energies.append(TBLiteLabeller().label(moved).energy_eV)
     assert frame.arrays["REF_forces"][1, 0] == pytest.approx(-(energies[0] - energies[1]) / (2 * h), abs=2e-3)
+
+
+def test_hybrid_gap_does_not_depend_on_how_the_k_points_are_folded():
+    """Si on a 2x2x2 Γ-centred mesh and its 2x2x2 supercell at Γ sample the same k-points, so every gap must
+    agree. GPAW 26's new code gives 0.99 against 3.57 eV for the HSE06 gap here; the legacy calculator that
+    GPAWLabeller uses gives 1.73 eV for both."""
+    si = bulk("Si", "diamond", a=5.43)
+    hse = frozenset({"hse06"})
+    cell = GPAWLabeller(ecut_eV=200, kpts_size=(2, 2, 2)).label(si, extras=hse)
+    supercell = GPAWLabeller(ecut_eV=200, kpts_size=(1, 1, 1)).label(si.repeat((2, 2, 2)), extras=hse)
+    assert supercell.gaps_eV["pbesol"] == pytest.approx(cell.gaps_eV["pbesol"], abs=1e-3)
+    assert supercell.gaps_eV["hse06"] == pytest.approx(cell.gaps_eV["hse06"], abs=1e-2)
+    assert cell.gaps_eV["hse06"] > cell.gaps_eV["pbesol"] + 0.5  # the hybrid opens the gap
+    assert supercell.energy_eV == pytest.approx(8 * cell.energy_eV, abs=8 * 2e-3)

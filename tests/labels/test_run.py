@@ -89,3 +89,39 @@ def test_killed_run_resumes_from_the_command_line(tmp_path):
     ids = [a.info["structure_id"] for a in read_dataset(out)]
     assert sorted(ids) == [f"s{i:02d}" for i in range(30)]
     assert not read_failures(out)
+
+
+def test_dropped_fidelity_is_recomputed_on_its_subset_only(tmp_path):
+    """Labels found wrong for one fidelity are dropped; the resumed run relabels exactly the structures whose
+    subset asks for it, replacing their frames, and leaves the rest alone."""
+    from capml.io.dataset import drop_fidelity
+    from capml.structures.prototypes import antiperovskite
+    from tests.conftest import GFN2WithIPEA1Gap
+
+    frames = []
+    for i in range(4):
+        atoms = antiperovskite("Ag", "S", "Br", 4.793).repeat((2, 2, 1))  # GFN2 SCF needs more than 5 atoms
+        atoms.rattle(0.03, seed=i)
+        atoms.info["structure_id"] = f"s{i}"
+        frames.append(atoms)
+    out = tmp_path / "d.extxyz"
+    labeller = GFN2WithIPEA1Gap()
+    run_labels(frames, out, labeller, subsets={"ipea1": 2})
+    before = {a.info["structure_id"]: a for a in read_dataset(out)}
+    assert {s for s, a in before.items() if "gap_ipea1" in a.info} == {"s0", "s2"}
+
+    assert drop_fidelity(out, "ipea1") == 2
+    assert "ipea1" not in read_settings(out).fidelities
+    assert not any("gap_ipea1" in a.info for a in read_dataset(out))
+
+    again = run_labels(frames, out, labeller, subsets={"ipea1": 2})
+    assert (again.labelled, again.skipped) == (2, 2)
+    after = read_dataset(out)
+    assert sorted(a.info["structure_id"] for a in after) == ["s0", "s1", "s2", "s3"]
+    for atoms in after:
+        sid = atoms.info["structure_id"]
+        assert ("gap_ipea1" in atoms.info) == (sid in ("s0", "s2"))
+        if "gap_ipea1" in atoms.info:
+            assert atoms.info["gap_ipea1"] == pytest.approx(before[sid].info["gap_ipea1"], abs=1e-6)
+        assert atoms.info["REF_energy"] == pytest.approx(before[sid].info["REF_energy"], abs=1e-6)
+    assert "ipea1" in read_settings(out).fidelities
