@@ -79,6 +79,25 @@ def test_two_stage_training(gap_dataset, tmp_path, experiment):
     assert finetune.hparams.feature_scaler == pretrain.hparams.feature_scaler
 
 
+def test_two_stage_pretrains_on_another_file(gap_dataset, tmp_path):
+    """two_stage.cheap_path: stage 1 reads its own file of other structures, fine-tune and scratch the main one."""
+    import ase.io
+
+    cheap = tmp_path / "cheap.extxyz"
+    frames = ase.io.read(gap_dataset, ":")
+    write_dataset(cheap, frames[:10])
+    out = tmp_path / "gfn2"
+    cfg = gnn_config(gap_dataset, out, "experiment=two_stage", f"two_stage.cheap_path={cheap}", "two_stage.cheap=gap_gfn2",
+                     "two_stage.accurate=gap_ipea1", "data.group_key=structure_id", "trainer.max_epochs=3",
+                     "data.split_fractions=[0.5,0.25,0.25]")
+    run(cfg)
+    metrics = {s: json.loads((out / s / "metrics.json").read_text()) for s in ("pretrain", "finetune", "scratch")}
+    assert metrics["pretrain"]["target"] == "gap_gfn2" and sum(metrics["pretrain"]["frames"].values()) == 10
+    n_accurate = sum("gap_ipea1" in f.info for f in frames)
+    for stage in ("finetune", "scratch"):
+        assert metrics[stage]["target"] == "gap_ipea1" and sum(metrics[stage]["frames"].values()) == n_accurate
+
+
 @pytest.mark.parametrize("model", ["paper", "cgcnn", "gatv2"])
 @pytest.mark.parametrize("target", ["gap_gfn2", "energy_per_atom", "hydrostatic_stress"])
 def test_models_and_targets_fast_dev_run(gap_dataset, tmp_path, model, target):

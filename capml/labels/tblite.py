@@ -31,6 +31,7 @@ class TBLiteLabeller(Labeller):
                 "kpts": "gamma",
                 "accuracy": self.accuracy,
                 "electronic_temperature_K": self.electronic_temperature_K,
+                "max_iterations": self.max_iterations,
             }
         }
 

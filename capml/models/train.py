@@ -139,7 +139,10 @@ def stage_config(cfg: DictConfig, name: str, target: str, checkpoint: str | None
         # only the fine-tuned model is the product of a two-stage run
         if name != "finetune":
             stage.export_checkpoint = None
-        if name == "pretrain" and cfg.two_stage.get("disjoint"):
+        if name == "pretrain" and cfg.two_stage.get("cheap_path"):
+            # the cheap fidelity lives in its own file of other structures (e.g. the GFN2-xTB tier)
+            stage.data.path = cfg.two_stage.cheap_path
+        elif name == "pretrain" and cfg.two_stage.get("disjoint"):
             stage.data.exclude_labelled = cfg.two_stage.accurate
         if checkpoint and lr is not None:
             stage.model.lr = lr
@@ -147,7 +150,7 @@ def stage_config(cfg: DictConfig, name: str, target: str, checkpoint: str | None
 
 
 def run_two_stage(cfg: DictConfig) -> float:
-    """Pretrain on ``two_stage.cheap``, fine-tune on ``two_stage.accurate`` from the stage-1 checkpoint and
+    """Pretrain on ``two_stage.cheap`` (from ``two_stage.cheap_path`` when set), fine-tune on ``two_stage.accurate`` from the stage-1 checkpoint and
     train on ``two_stage.accurate`` from scratch; two_stage.csv/.json/.png compare the last two."""
     plan = cfg.two_stage
     pretrain = train_one(stage_config(cfg, "pretrain", plan.cheap, None, None))
