@@ -27,7 +27,9 @@ class GraphDataModule(pl.LightningDataModule):
     """Frames lacking ``target`` are dropped (and counted in the log) before splitting, so a fidelity
     labelled on a subset (e.g. gap_hse06 on every third frame) trains on that subset only.
     ``exclude_labelled`` drops the frames that carry that target as well: stage 1 of two-stage training
-    pretrains on the frames the accurate fidelity does not cover, keeping the two stages disjoint."""
+    pretrains on the frames the accurate fidelity does not cover, keeping the two stages disjoint.
+    ``max_frames`` keeps the first frames of the file only, so a model trained on a smaller, earlier file is
+    reproduced from the grown one (label runs keep the file in the order of their input)."""
 
     def __init__(
         self,
@@ -41,6 +43,7 @@ class GraphDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         cache_dir: str | Path | None = None,
         exclude_labelled: str | None = None,
+        max_frames: int | None = None,
     ):
         super().__init__()
         self.path = Path(path)
@@ -53,6 +56,7 @@ class GraphDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.cache_dir = cache_dir
         self.exclude_labelled = exclude_labelled
+        self.max_frames = max_frames
         self.dataset: CrystalGraphDataset | None = None
         self.indices: dict[str, np.ndarray] = {}
 
@@ -62,12 +66,18 @@ class GraphDataModule(pl.LightningDataModule):
         dataset = CrystalGraphDataset(self.path, self.cutoff_A, self.cache_dir)
         values = dataset.target(self.target)
         keep = np.isfinite(values)
+        if self.max_frames is not None:
+            if not 0 < self.max_frames <= len(values):
+                raise InputError(f"{self.path}: data.max_frames={self.max_frames}, expected 1..{len(values)} "
+                                 "(the frames in the file)")
+            keep[self.max_frames:] = False
         if self.exclude_labelled:
             keep &= ~np.isfinite(dataset.target(self.exclude_labelled))
         labelled = np.flatnonzero(keep)
-        dropped = len(values) - len(labelled)
+        considered = len(values) if self.max_frames is None else self.max_frames
+        dropped = considered - len(labelled)
         if dropped:
-            log.info("%s: dropped %d of %d frames without '%s'%s", self.path, dropped, len(values), self.target,
+            log.info("%s: dropped %d of %d frames without '%s'%s", self.path, dropped, considered, self.target,
                      f" or with '{self.exclude_labelled}'" if self.exclude_labelled else "")
         self.dropped = dropped
         frames = [Atoms(info=dataset.meta["info"][k]) for k in labelled]

@@ -197,13 +197,22 @@ def drop_fidelity(path: str | Path, fidelity: str) -> int:
     return dropped
 
 
-def keep_last_per_structure(path: str | Path) -> None:
-    """Rewrite ``path`` (atomically) with only the last frame of each structure_id: a relabelled structure is
-    appended first, then its earlier frame dropped here, so a kill in between loses nothing."""
+def keep_last_per_structure(path: str | Path, order: Sequence[str] | None = None) -> None:
+    """Rewrite ``path`` (atomically) with only the last frame of each structure_id, in the place of its first
+    frame: a relabelled structure is appended first, then moved into its old place here, so a kill in between
+    loses nothing and the file keeps its order. ``order`` (the structure_ids of the label stage's input) sorts
+    the frames into input order, so that "the first N frames" names the same structures however often some
+    were relabelled; ids not in ``order`` go last, in file order."""
     frames = read_complete_frames(path)
-    last = {str(atoms.info.get("structure_id")): k for k, atoms in enumerate(frames)}
-    if len(last) < len(frames):
-        write_dataset(path, [frames[k] for k in sorted(last.values())])
+    ids = [str(atoms.info.get("structure_id")) for atoms in frames]
+    last = {sid: k for k, sid in enumerate(ids)}
+    first = {}
+    for k, sid in enumerate(ids):
+        first.setdefault(sid, k)
+    rank = {sid: i for i, sid in enumerate(order or [])}
+    keys = sorted(last, key=lambda sid: (rank.get(sid, len(rank)), first[sid]))
+    if len(last) < len(frames) or keys != sorted(last, key=first.get):
+        write_dataset(path, [frames[last[sid]] for sid in keys])
 
 
 def read_complete_frames(path: str | Path) -> list[Atoms]:

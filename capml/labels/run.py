@@ -82,7 +82,8 @@ def run_labels(
     out.parent.mkdir(parents=True, exist_ok=True)
     write_settings(out, settings)
 
-    keep_last_per_structure(out)  # a kill between appending a relabelled frame and dropping the old one
+    # a kill between appending a relabelled frame and dropping the old one; frames in input order
+    keep_last_per_structure(out, ids)
     labelled_keys = {str(a.info.get("structure_id")): set(a.info) for a in read_complete_frames(out)}
     failed = {} if retry_failed else read_failures(out)
     # finished: labelled, with every optional fidelity its subset asks for (one dropped as wrong is redone)

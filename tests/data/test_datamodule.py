@@ -57,3 +57,11 @@ def test_scalers_use_the_training_split_only(gap_dataset, tmp_path):
 def test_empty_validation_split_is_an_input_error(gap_dataset, tmp_path):
     with pytest.raises(InputError, match="the val split is empty"):
         module(gap_dataset, tmp_path, target="gap_gfn2", split_fractions=(1.0, 0.0, 0.0))
+
+
+def test_max_frames_keeps_the_first_frames_only(gap_dataset, tmp_path):
+    frames = read_dataset(gap_dataset, require=())
+    dm = module(gap_dataset, tmp_path, target="gap_gfn2", group_key="structure_id", max_frames=10)
+    assert sorted(np.concatenate(list(dm.indices.values()))) == list(range(10)) and dm.dropped == 0
+    with pytest.raises(InputError, match=rf"max_frames={len(frames) + 1}, expected 1..{len(frames)}"):
+        module(gap_dataset, tmp_path, target="gap_gfn2", max_frames=len(frames) + 1)

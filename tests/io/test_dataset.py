@@ -6,6 +6,7 @@ from capml.errors import InputError
 from capml.io.dataset import (
     DatasetSettings,
     append_frame,
+    keep_last_per_structure,
     merge_datasets,
     read_complete_frames,
     read_dataset,
@@ -60,6 +61,21 @@ def test_torn_last_frame_is_cut(tmp_path):
     frames = read_complete_frames(path)
     assert [a.info["structure_id"] for a in frames] == ["s0", "s1"]
     assert len(read_dataset(path, require=())) == 2  # the file itself was repaired
+
+
+def test_relabelled_frames_keep_their_place_and_input_order(tmp_path):
+    path = tmp_path / "d.extxyz"
+    write_dataset(path, [labelled(i) for i in range(4)])
+    newer = labelled(1)
+    newer.info["REF_energy"] = 5.0
+    append_frame(path, newer)  # s1 relabelled
+    keep_last_per_structure(path)
+    frames = read_dataset(path)
+    assert [a.info["structure_id"] for a in frames] == ["s0", "s1", "s2", "s3"]
+    assert frames[1].info["REF_energy"] == 5.0
+    # with the input's order: sorted into it; ids the input does not know stay last, in file order
+    keep_last_per_structure(path, ["s3", "s0", "s2"])
+    assert [a.info["structure_id"] for a in read_dataset(path)] == ["s3", "s0", "s2", "s1"]
 
 
 def test_merge_refuses_different_settings(tmp_path):
