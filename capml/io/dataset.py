@@ -185,14 +185,23 @@ def write_dataset(path: str | Path, frames: Sequence[Atoms], settings: DatasetSe
         write_settings(path, settings)
 
 
-def drop_fidelity(path: str | Path, fidelity: str) -> int:
-    """Remove ``gap_<fidelity>`` from every frame of ``path`` and the fidelity from its settings (for labels
-    found wrong); returns how many frames lost it. A resumed label run then computes the fidelity afresh."""
+def drop_fidelity(path: str | Path, fidelity: str, structure_ids: Sequence[str] | None = None) -> int:
+    """Remove ``gap_<fidelity>`` from the frames of ``path`` (every frame, or those of ``structure_ids``) for
+    labels found wrong; returns how many frames lost it. Dropped from every frame, the fidelity also leaves the
+    settings. A resumed label run then computes the fidelity afresh on those structures."""
     frames = read_complete_frames(path)
     key = GAP_PREFIX + fidelity
-    dropped = sum(atoms.info.pop(key, None) is not None for atoms in frames)
     settings = read_settings(path)
-    settings.fidelities.pop(fidelity, None)
+    if structure_ids is None:
+        dropped = sum(atoms.info.pop(key, None) is not None for atoms in frames)
+        settings.fidelities.pop(fidelity, None)
+    else:
+        wanted = {str(s) for s in structure_ids}
+        present = {str(a.info.get("structure_id")) for a in frames}
+        if wanted - present:
+            raise InputError(f"{path}: no frame with structure_id {sorted(wanted - present)}")
+        dropped = sum(atoms.info.pop(key, None) is not None for atoms in frames
+                      if str(atoms.info.get("structure_id")) in wanted)
     write_dataset(path, frames, settings)
     return dropped
 
@@ -272,14 +281,17 @@ def merge_datasets(paths: Sequence[str | Path], out: str | Path) -> list[Atoms]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m capml.io.dataset FILE --drop-fidelity NAME``: drop labels of one fidelity found wrong."""
+    """``python -m capml.io.dataset FILE --drop-fidelity NAME [--structure ID ...]``: drop labels of one fidelity
+    found wrong (on every frame, or on the named structures)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("dataset")
     parser.add_argument("--drop-fidelity", required=True, metavar="NAME", help="e.g. hse06 drops gap_hse06")
+    parser.add_argument("--structure", action="append", metavar="ID", help="only this structure_id (repeatable)")
     args = parser.parse_args(argv)
-    print(f"{args.dataset}: gap_{args.drop_fidelity} dropped from {drop_fidelity(args.dataset, args.drop_fidelity)} "
+    dropped = drop_fidelity(args.dataset, args.drop_fidelity, args.structure)
+    print(f"{args.dataset}: gap_{args.drop_fidelity} dropped from {dropped} "
           "frames; a resumed label run recomputes it on its subset")
 
 

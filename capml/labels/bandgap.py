@@ -22,12 +22,18 @@ class BandGap:
         return self.vbm_k == self.cbm_k
 
 
-def band_gap(eigenvalues: np.ndarray, occupations: np.ndarray, threshold: float = 0.5) -> BandGap:
+def band_gap(eigenvalues: np.ndarray, occupations: np.ndarray, threshold: float = 0.5,
+             aufbau: bool = False) -> BandGap:
     """Gap between the highest filled and the lowest empty state over all spins and k-points.
 
     eigenvalues, occupations: (n_spins, n_kpts, n_bands) arrays. Occupations are normalised to [0, 1]
     per state (callers divide out spin degeneracy and k-point weights); a state is filled when its
     occupation exceeds ``threshold``. A metal (a filled state above an empty one) gives gap 0.
+
+    ``aufbau``: at each (spin, k) the number of filled states is kept but they are the lowest of
+    ``eigenvalues``. For eigenvalues corrected after the occupations were fixed (a non-self-consistent
+    hybrid on a GGA ground state), where two states near the Fermi level can swap order; the band
+    indices of the result then refer to the sorted order.
     """
     eigenvalues = np.asarray(eigenvalues, dtype=float)
     occupations = np.asarray(occupations, dtype=float)
@@ -36,6 +42,9 @@ def band_gap(eigenvalues: np.ndarray, occupations: np.ndarray, threshold: float 
             f"eigenvalues {eigenvalues.shape} and occupations {occupations.shape}: "
             "expected two arrays of shape (n_spins, n_kpts, n_bands)"
         )
+    if aufbau:
+        eigenvalues = np.sort(eigenvalues, axis=-1)
+        occupations = -np.sort(-occupations, axis=-1)
     filled = occupations > threshold
     if not filled.any() or filled.all():
         raise InputError("band gap: need both filled and empty states (add empty bands)")

@@ -109,3 +109,15 @@ def test_grouped_split_keeps_groups_together_and_is_seeded():
     assert all(np.array_equal(x, y) for x, y in zip(splits, again))
     with pytest.raises(InputError, match="fractions"):
         grouped_split(frames, (0.5, 0.2))
+
+
+def test_drop_fidelity_of_named_structures_only(tmp_path):
+    from capml.io.dataset import drop_fidelity, read_settings
+
+    path = tmp_path / "d.extxyz"
+    write_dataset(path, [labelled(i) for i in range(3)], DatasetSettings({"pbesol": {"ecut_eV": 350}}))
+    assert drop_fidelity(path, "pbesol", ["s1"]) == 1
+    assert ["gap_pbesol" in a.info for a in read_dataset(path)] == [True, False, True]
+    assert "pbesol" in read_settings(path).fidelities
+    with pytest.raises(InputError, match=r"d.extxyz: no frame with structure_id \['s9'\]"):
+        drop_fidelity(path, "pbesol", ["s9"])

@@ -23,3 +23,16 @@ def test_occupations_scaled_by_weights_are_normalised():
 def test_shapes_checked():
     with pytest.raises(InputError, match="shape"):
         band_gap(np.zeros((2, 3)), np.zeros((2, 3)))
+
+
+def test_aufbau_fills_the_lowest_states_after_a_swap():
+    # the bundled 600 K cell phonon_k2of8_d2_T600_s1 (GPAW, Γ): bands 183/184 share the Fermi level in PBEsol
+    # (occupations 0.624/0.376); the non-self-consistent HSE06 shifts are -0.098/-0.289 eV, which swaps them
+    hse = np.array([[[4.659, 5.3679, 5.1873, 6.4601]]])
+    occs = np.array([[[1.0, 0.624, 0.376, 0.0]]])
+    assert band_gap(hse, occs).gap_eV == 0.0  # the filled state is now above the empty one
+    assert band_gap(hse, occs, aufbau=True).gap_eV == pytest.approx(5.3679 - 5.1873)
+    # without a swap both rules agree, at every k-point
+    eigs = np.array([[[-1.0, 0.5, 2.0], [-0.8, 0.2, 1.5]]])
+    one = np.array([[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]])
+    assert band_gap(eigs, one, aufbau=True).gap_eV == band_gap(eigs, one).gap_eV == pytest.approx(1.0)
