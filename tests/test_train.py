@@ -177,3 +177,32 @@ def test_two_stage_on_the_bundled_dataset(tmp_path):
     frames = read_dataset(bundled, require=())[:5]
     gaps = GapPredictor.from_checkpoint(checkpoint).predict(frames)
     assert gaps.shape == (5,) and np.all(np.isfinite(gaps))
+
+
+def test_two_stage_summary_over_a_multirun(tmp_path):
+    """summarise_two_stage pairs fine-tuned and scratch per job; rank_sweep finds a job's overrides above its
+    stage folders."""
+    from capml.models.report import rank_sweep, summarise_two_stage
+
+    test_mae = {0: (0.10, 0.20), 1: (0.30, 0.20), 2: (0.05, 0.15)}  # job: (fine-tuned, scratch)
+    for job, (fine, scratch) in test_mae.items():
+        folder = tmp_path / str(job)
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "overrides.yaml").write_text(f"- seed={job}\n")
+        rows = [("finetune", split, fine) for split in ("val", "test")] + [("scratch", split, scratch)
+                                                                          for split in ("val", "test")]
+        pd.DataFrame([{"run": r, "target": "gap_hse06", "split": s, "n_train": 10, "n": 3, "mae": m, "rmse": m,
+                       "r2": 1 - m} for r, s, m in rows + [("pretrain", "test", 0.01)]]).to_csv(
+            folder / "two_stage.csv", index=False)
+        for stage, mae in (("finetune", fine), ("scratch", scratch)):
+            (folder / stage).mkdir()
+            (folder / stage / "metrics.json").write_text(json.dumps({"val": {"mae": mae}, "test": {"mae": mae}}))
+    summary = summarise_two_stage(tmp_path).set_index(["split", "metric"])
+    row = summary.loc[("test", "mae")]
+    assert row["jobs"] == 3 and row["finetune_mean"] == pytest.approx(0.15) and row["scratch_mean"] == pytest.approx(0.55 / 3)
+    assert row["mean_difference"] == pytest.approx((-0.10 + 0.10 - 0.10) / 3)
+    assert row["finetune_better"] == pytest.approx(2 / 3)
+    assert summary.loc[("test", "r2"), "finetune_better"] == pytest.approx(2 / 3)
+    assert (tmp_path / "two_stage_summary.png").exists()
+    ranking = rank_sweep(tmp_path)
+    assert ranking.iloc[0]["job"] == "2/finetune" and str(ranking.iloc[0]["seed"]) == "2" and len(ranking) == 6

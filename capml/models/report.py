@@ -84,8 +84,11 @@ def rank_sweep(sweep_dir: str | Path, metric: str = "val/mae") -> pd.DataFrame:
         metrics = json.loads(path.read_text())
         if split not in metrics:
             continue
-        overrides_file = path.parent / ".hydra" / "overrides.yaml"
-        overrides = OmegaConf.load(overrides_file) if overrides_file.exists() else []
+        # a two-stage job keeps its stages in subfolders; its overrides sit in the job folder above them
+        job_dirs = [d for d in (path.parent, *path.parent.parents) if d == sweep_dir or sweep_dir in d.parents]
+        overrides_file = next((d / ".hydra" / "overrides.yaml" for d in job_dirs
+                               if (d / ".hydra" / "overrides.yaml").exists()), None)
+        overrides = OmegaConf.load(overrides_file) if overrides_file else []
         row = {"job": str(path.parent.relative_to(sweep_dir)), **dict(o.split("=", 1) for o in overrides)}
         row.update({f"{s}/{k}": v for s in ("val", "test") for k, v in metrics.get(s, {}).items()})
         rows.append(row)
@@ -100,6 +103,51 @@ def rank_sweep(sweep_dir: str | Path, metric: str = "val/mae") -> pd.DataFrame:
     return table
 
 
+def summarise_two_stage(sweep_dir: str | Path) -> pd.DataFrame | None:
+    """Fine-tuned against scratch over the two-stage jobs of a multirun (e.g. ``seed=0,1,...,9``, which also
+    redraws the splits): mean and spread of each metric per split, the mean paired difference and how often
+    the fine-tuned model wins. Written to two_stage_summary.csv/.png in ``sweep_dir``; None without
+    two-stage jobs. One small split makes a single two-stage run noise; this is the comparison to quote."""
+    sweep_dir = Path(sweep_dir)
+    tables = []
+    for path in sorted(sweep_dir.glob("**/two_stage.csv")):
+        table = pd.read_csv(path)
+        table["job"] = str(path.parent.relative_to(sweep_dir))
+        tables.append(table)
+    if not tables:
+        return None
+    runs = pd.concat(tables, ignore_index=True)
+    runs = runs[runs["run"].isin(["finetune", "scratch"])]
+    wide = runs.pivot_table(index=["job", "split"], columns="run", values=["mae", "rmse", "r2"]).dropna()
+    rows = []
+    for split, group in wide.groupby(level="split"):
+        for metric in ("mae", "rmse", "r2"):
+            fine, scratch = group[(metric, "finetune")], group[(metric, "scratch")]
+            better = fine > scratch if metric == "r2" else fine < scratch
+            rows.append({"split": split, "metric": metric, "jobs": len(group),
+                         "finetune_mean": fine.mean(), "finetune_std": fine.std(ddof=1),
+                         "scratch_mean": scratch.mean(), "scratch_std": scratch.std(ddof=1),
+                         "mean_difference": (fine - scratch).mean(), "finetune_better": float(better.mean())})
+    summary = pd.DataFrame(rows)
+    summary.to_csv(sweep_dir / "two_stage_summary.csv", index=False)
+    fig = Figure(figsize=(8, 3.5))
+    axes = fig.subplots(1, 2)
+    for ax, split in zip(axes, ("val", "test")):
+        if split not in wide.index.get_level_values("split"):
+            continue
+        part = wide.xs(split, level="split")
+        fine, scratch = part[("mae", "finetune")], part[("mae", "scratch")]
+        top = max(fine.max(), scratch.max()) * 1.1
+        ax.scatter(scratch, fine, s=18)
+        ax.plot([0, top], [0, top], "k--", lw=1)
+        ax.set(xlim=(0, top), ylim=(0, top), xlabel="scratch MAE (eV)", ylabel="fine-tuned MAE (eV)",
+               title=f"{split}: {int((fine < scratch).sum())} of {len(part)} jobs better fine-tuned")
+    fig.tight_layout()
+    fig.savefig(sweep_dir / "two_stage_summary.png", dpi=120)
+    log.info("two-stage over %d jobs:\n%s", wide.index.get_level_values("job").nunique(), summary.to_string(index=False))
+    return summary
+
+
 class RankSweep(Callback):
     """Hydra callback: after a multirun ends, rank its jobs into <sweep dir>/sweep_ranking.csv."""
 
@@ -110,3 +158,4 @@ class RankSweep(Callback):
         table = rank_sweep(config.hydra.sweep.dir, self.metric)
         log.info("sweep ranking by %s (%d jobs) in %s/sweep_ranking.csv:\n%s", self.metric, len(table),
                  config.hydra.sweep.dir, table.head(10).to_string(index=False))
+        summarise_two_stage(config.hydra.sweep.dir)
