@@ -21,12 +21,16 @@ class TBLiteLabeller(Labeller):
         self.max_iterations = max_iterations
 
     def settings(self) -> dict[str, dict]:
-        import tblite
+        from importlib.metadata import PackageNotFoundError, version
 
+        try:
+            tblite_version = version("tblite")
+        except PackageNotFoundError:  # a source build without metadata
+            tblite_version = "unknown"
         return {
             self.fidelity: {
                 "code": "tblite",
-                "version": getattr(tblite, "__version__", "unknown"),
+                "version": tblite_version,
                 "method": "GFN2-xTB",
                 "kpts": "gamma",
                 "accuracy": self.accuracy,
