@@ -14,7 +14,9 @@ from capml.errors import InputError
 from capml.io.dataset import read_dataset, read_structures, write_dataset
 from capml.labels.base import Labeller
 from capml.labels.run import run_labels
+from capml.simulate import md_check as md_check_stage
 from capml.simulate import pipeline as simulate_pipeline
+from capml.simulate.md import read_trajectory, trajectory_path
 from capml.simulate.pipeline import solid_solution
 from capml.structures.parents import end_member_phonons
 from capml.structures.sampler import sample_structures
@@ -95,7 +97,40 @@ def validate(cfg: DictConfig) -> Path:
     return Path(cfg.validate.path)
 
 
+def md_check(cfg: DictConfig):
+    """Label snapshots of each MD trajectory (resumable) and compare MLIP energies/forces and GNN gaps with them."""
+    c = cfg.simulate.md_check
+    out = Path(cfg.workdir) / "md_check"
+    out.mkdir(parents=True, exist_ok=True)
+    md_dir = Path(cfg.workdir) / "md"
+    runs = []
+    for _, _, name in simulate_pipeline._md_systems(cfg):
+        path = trajectory_path(md_dir, name)
+        if not path.exists():
+            raise InputError(f"{path}: not found; run `simulate.py stage=md` first")
+        runs.append((name, read_trajectory(path)))
+    snapshots = md_check_stage.pick_snapshots(runs, c.snapshots_per_run)
+    structures = out / "structures.extxyz"
+    write_dataset(structures, snapshots)
+    labeller = make_labeller(cfg)
+    dataset = out / "dataset.extxyz"
+    summary = run_labels(snapshots, dataset, labeller, limit=c.limit, where=str(structures))
+    log.info("md_check: labelled %d, skipped %d, failed %d snapshots", summary.labelled, summary.skipped,
+             summary.failed)
+    labelled = read_dataset(dataset) if dataset.exists() else []
+    if not labelled:
+        raise InputError(f"{dataset}: no snapshot labelled (failures in {dataset}.failures.jsonl)")
+    gnn = simulate_pipeline.gap_model(cfg) if f"gap_{labeller.fidelity}" in labelled[0].info else None
+    table = md_check_stage.compare(labelled, simulate_pipeline._calculator(cfg), gnn, labeller.fidelity)
+    table.to_csv(out / md_check_stage.TABLE, index=False)
+    md_check_stage.plot(table, out / "md_check.png")
+    log.info("MD snapshots against %s:\n%s", labeller.fidelity, table.drop(
+        columns=["structure_id", "energy_ref_eV_per_atom", "energy_mlip_eV_per_atom"]).round(3).to_string(index=False))
+    return table
+
+
 STAGES = {"parents": parents, "sample": sample, "label": label, "validate": validate, "data_demo": data_demo,
+          "md_check": md_check,
           **simulate_pipeline.PIPELINE, "pipeline": simulate_pipeline.pipeline, "demo": simulate_pipeline.pipeline}
 
 

@@ -51,7 +51,7 @@ def test_rerun_reuses_finished_stages(pipeline_run, mace_model_path, trained_run
 
 def test_stages_registered():
     for name in ("configurations", "phonons", "md", "nmd", "gaps", "modes", "pipeline", "parents", "sample",
-                 "label", "validate", "demo"):
+                 "label", "validate", "demo", "md_check"):
         assert name in STAGES
 
 

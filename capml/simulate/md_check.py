@@ -1,0 +1,86 @@
+"""Does the MD stay where the models are right? Reference labels for MD snapshots against the MLIP and the GNN.
+
+An MLIP fitted on a few hundred structures can have "holes": regions it places far too low in energy, where MD
+then goes and stays. Snapshots spread over each trajectory are labelled with the reference method (the label
+stage, resumable); the MLIP energy and forces and the GNN gap are compared with those labels per snapshot, so
+the time at which a trajectory leaves the models' domain shows up. The labelled snapshots are a dataset in
+capml's contract, ready to be added to the training data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from ase import Atoms
+from matplotlib.figure import Figure
+
+from capml.errors import InputError
+
+TABLE = "md_check.csv"
+
+
+def pick_snapshots(runs: Sequence[tuple[str, Sequence[Atoms]]], per_run: int) -> list[Atoms]:
+    """``per_run`` frames of each trajectory, evenly spaced in time and ending with the last one (the start,
+    the relaxed structure, is left out), each with ``structure_id`` "<run>_t<time>fs"."""
+    if per_run < 1:
+        raise InputError(f"simulate.md_check.snapshots_per_run={per_run}: expected at least 1")
+    picked = []
+    for name, frames in runs:
+        if len(frames) < 2:
+            raise InputError(f"trajectory {name}: {len(frames)} frame(s), expected an MD run; run `simulate.py "
+                             "stage=md` first")
+        positions = np.unique(np.linspace(0, len(frames) - 1, per_run + 1)[1:].round().astype(int))
+        for k in positions:
+            atoms = Atoms(frames[k].numbers, frames[k].positions, cell=frames[k].cell, pbc=frames[k].pbc)
+            time_fs = float(frames[k].info.get("time_fs", k))
+            atoms.info.update(structure_id=f"{name}_t{time_fs:g}fs", system=name, time_fs=time_fs,
+                              md_temperature_K=float(frames[k].info.get("temperature_K", np.nan)))
+            picked.append(atoms)
+    return picked
+
+
+def compare(labelled: Sequence[Atoms], calculator, gap_model, fidelity: str) -> pd.DataFrame:
+    """One row per labelled snapshot: reference against MLIP energy (meV/atom) and forces (MAE, max, eV/Å), and
+    the reference gap ``gap_<fidelity>`` (when the labeller gives one) against the GNN's."""
+    if not labelled:
+        raise InputError("md_check: no labelled snapshots to compare (did every label fail?)")
+    predicted = np.asarray(gap_model.predict(list(labelled)), dtype=float) if gap_model is not None else None
+    rows = []
+    for i, ref in enumerate(labelled):
+        atoms = ref.copy()
+        atoms.calc = calculator
+        n = len(atoms)
+        e_mlip, f_mlip = atoms.get_potential_energy() / n, atoms.get_forces()
+        e_ref, f_ref = float(ref.info["REF_energy"]) / n, ref.arrays["REF_forces"]
+        df = f_mlip - f_ref
+        gap_ref = float(ref.info.get(f"gap_{fidelity}", np.nan))
+        gap_gnn = float(predicted[i]) if predicted is not None else np.nan
+        rows.append({
+            "structure_id": ref.info["structure_id"], "system": ref.info["system"], "time_fs": ref.info["time_fs"],
+            "energy_ref_eV_per_atom": e_ref, "energy_mlip_eV_per_atom": e_mlip,
+            "energy_error_meV_per_atom": 1000.0 * (e_mlip - e_ref),
+            "force_mae_eV_A": float(np.abs(df).mean()), "force_max_error_eV_A": float(np.abs(df).max()),
+            "force_rms_ref_eV_A": float(np.sqrt((f_ref ** 2).mean())),
+            "gap_ref_eV": gap_ref, "gap_gnn_eV": gap_gnn, "gap_error_eV": gap_gnn - gap_ref,
+        })
+    return pd.DataFrame(rows).sort_values(["system", "time_fs"], ignore_index=True)
+
+
+def plot(table: pd.DataFrame, path: Path) -> None:
+    """Energy error, force MAE and gap error against MD time, one line per trajectory."""
+    panels = [("energy_error_meV_per_atom", "MLIP - reference energy (meV/atom)"),
+              ("force_mae_eV_A", "MLIP force MAE (eV/Å)"), ("gap_error_eV", "GNN - reference gap (eV)")]
+    panels = [p for p in panels if table[p[0]].notna().any()]
+    fig = Figure(figsize=(4.2 * len(panels), 3.6))
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (column, label) in zip(axes, panels):
+        for system, part in table.groupby("system"):
+            ax.plot(part["time_fs"], part[column], "o-", ms=4, label=system)
+        ax.axhline(0.0, color="k", lw=0.8)
+        ax.set(xlabel="MD time (fs)", ylabel=label)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
