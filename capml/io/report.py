@@ -68,6 +68,27 @@ def gap_vs_composition(table: pd.DataFrame, out: Path) -> Path:
     return out
 
 
+def close_contacts(frames, threshold_A: float = 2.0) -> pd.DataFrame:
+    """Frames with two atoms closer than ``threshold_A`` (minimum image): the closest pair, its distance and the
+    frame's largest force component, closest first. Hot phonon samples of harmonically unstable cells can
+    bring atoms this close; their labels are correct for the structure but far from equilibrium."""
+    from ase.neighborlist import neighbor_list
+
+    rows = []
+    for atoms in frames:
+        i, j, d = neighbor_list("ijd", atoms, threshold_A)
+        if len(d):
+            k = int(np.argmin(d))
+            symbols = atoms.get_chemical_symbols()
+            forces = atoms.arrays.get("REF_forces")
+            rows.append({"structure_id": atoms.info.get("structure_id"), "sampling": atoms.info.get("sampling"),
+                         "temperature_K": atoms.info.get("temperature"),
+                         "pair": "-".join(sorted((symbols[i[k]], symbols[j[k]]))), "distance_A": float(d[k]),
+                         "max_force_eV_A": float(np.abs(forces).max()) if forces is not None else np.nan})
+    columns = ["structure_id", "sampling", "temperature_K", "pair", "distance_A", "max_force_eV_A"]
+    return pd.DataFrame(rows, columns=columns).sort_values("distance_A", ignore_index=True)
+
+
 def summarise(path: str | Path, out_dir: str | Path) -> dict:
     path, out_dir = Path(path), Path(out_dir)
     table = dataset_table(path)
@@ -87,8 +108,12 @@ def summarise(path: str | Path, out_dir: str | Path) -> dict:
         "histogram": str(gap_histograms(table, out_dir / "gap_histograms.png")),
         "gap_vs_x": str(gap_vs_composition(table, out_dir / "gap_vs_x.png")),
     }
+    contacts = close_contacts(read_dataset(path, require=()))
+    summary["n_close_contacts"] = len(contacts)
     summary["tables"] = {"by_x_and_sampling": counts.to_markdown(), "phonon_by_x_and_T": phonon.to_markdown(),
-                         "gaps_by_sampling_and_T": markdown_counts_and_values(gap_statistics(table))}
+                         "gaps_by_sampling_and_T": markdown_counts_and_values(gap_statistics(table)),
+                         "close_contacts": contacts.to_markdown(index=False, floatfmt=".2f") if len(contacts)
+                         else "(none)"}
     table.to_csv(out_dir / "dataset_summary.csv", index=False)
     (out_dir / "dataset_summary.json").write_text(json.dumps(summary, indent=1, default=str))
     print(counts.to_markdown())
@@ -121,6 +146,7 @@ def write_card(summary: dict, template: str | Path, card: str | Path) -> Path:
         "gap_counts": ", ".join(f"{k}: {v}" for k, v in sorted(gaps.items())),
         "label_hours_total": f"{summary['label_hours_total']:.1f}",
         "label_seconds_median": f"{summary['label_seconds_median']:.0f}",
+        "n_close_contacts": summary.get("n_close_contacts", 0),
         **summary["tables"],
     }
     card = Path(card)

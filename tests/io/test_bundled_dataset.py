@@ -42,11 +42,17 @@ def test_settings_are_the_ones_the_issue_fixes():
 
 
 def test_units_and_ranges(frames):
+    from capml.io.report import close_contacts
+
+    close = set(close_contacts(frames, threshold_A=2.0)["structure_id"])
     for atoms in frames:
         assert len(atoms) == 40 and atoms.get_chemical_formula().startswith("Ag24")
         # GPAW energies are relative to its reference atoms: a few eV per atom, negative for a bound solid
         assert -4.0 < atoms.info["REF_energy"] / len(atoms) < -2.0
-        assert np.abs(atoms.arrays["REF_forces"]).max() < 30.0  # eV/Å, hot phonon displacements included
+        # eV/Å (Ha/Bohr would be 51x larger). Hot phonon samples of the unstable cubic cells can bring two atoms
+        # within 2 Å (the card lists them), and only those carry forces above 20 eV/Å
+        max_force = np.abs(atoms.arrays["REF_forces"]).max()
+        assert max_force < 50.0 and (max_force < 20.0 or atoms.info["structure_id"] in close)
         stress = atoms.info["REF_stress"]
         assert np.allclose(stress, stress.T) and np.abs(stress).max() < 20 * GPa  # eV/Å^3
         assert 0.0 <= atoms.info["gap_pbesol"] < 3.0

@@ -49,3 +49,19 @@ def test_data_card_is_filled_from_the_dataset(tmp_path):
     # counts stay integers, values get 3 decimals
     row = next(line for line in card.splitlines() if line.startswith("| phonon 300 K"))
     assert [c.strip() for c in row.strip("|").split("|")] == ["phonon 300 K", "6", "0.400", "0.000"]
+
+
+def test_close_contacts_against_a_hand_built_pair():
+    from ase import Atoms
+
+    from capml.io.report import close_contacts
+
+    far = bulk("Cu", cubic=True)  # nearest neighbours 2.55 Å
+    far.info.update(structure_id="far")
+    near = Atoms("AgBr", positions=[[0.1, 0, 0], [9.9, 0, 0]], cell=[10.0, 10.0, 10.0], pbc=True)
+    near.info.update(structure_id="near", sampling="phonon", temperature=600.0)
+    near.arrays["REF_forces"] = np.array([[31.5, 0, 0], [-31.5, 0, 0]])
+    table = close_contacts([far, near], threshold_A=2.0)
+    assert table["structure_id"].tolist() == ["near"]  # 0.2 Å across the periodic boundary
+    assert table.loc[0, "pair"] == "Ag-Br" and abs(table.loc[0, "distance_A"] - 0.2) < 1e-9
+    assert table.loc[0, "max_force_eV_A"] == 31.5
