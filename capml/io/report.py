@@ -23,8 +23,8 @@ import pandas as pd  # noqa: E402
 from capml.io.dataset import GAP_PREFIX, gap_keys, read_dataset, read_failures, read_settings  # noqa: E402
 
 
-def dataset_table(path: str | Path) -> pd.DataFrame:
-    frames = read_dataset(path)
+def dataset_table(frames) -> pd.DataFrame:
+    """One row per labelled frame (from :func:`capml.io.dataset.read_dataset`)."""
     rows = []
     for atoms in frames:
         row = {key: atoms.info.get(key) for key in ("structure_id", "config_id", "x", "temperature", "sampling")}
@@ -72,11 +72,11 @@ def close_contacts(frames, threshold_A: float = 2.0) -> pd.DataFrame:
     """Frames with two atoms closer than ``threshold_A`` (minimum image): the closest pair, its distance and the
     frame's largest force component, closest first. Hot phonon samples of harmonically unstable cells can
     bring atoms this close; their labels are correct for the structure but far from equilibrium."""
-    from ase.neighborlist import neighbor_list
+    from capml.graphs.neighbours import periodic_neighbours
 
     rows = []
     for atoms in frames:
-        i, j, d = neighbor_list("ijd", atoms, threshold_A)
+        i, j, _, d = periodic_neighbours(atoms, threshold_A, where=str(atoms.info.get("structure_id")))
         if len(d):
             k = int(np.argmin(d))
             symbols = atoms.get_chemical_symbols()
@@ -91,7 +91,8 @@ def close_contacts(frames, threshold_A: float = 2.0) -> pd.DataFrame:
 
 def summarise(path: str | Path, out_dir: str | Path) -> dict:
     path, out_dir = Path(path), Path(out_dir)
-    table = dataset_table(path)
+    frames = read_dataset(path)
+    table = dataset_table(frames)
     counts = table.pivot_table(index="x", columns=["sampling"], values="structure_id", aggfunc="count",
                                fill_value=0)
     phonon = table[table.sampling == "phonon"].pivot_table(index="x", columns="temperature", values="structure_id",
@@ -108,7 +109,7 @@ def summarise(path: str | Path, out_dir: str | Path) -> dict:
         "histogram": str(gap_histograms(table, out_dir / "gap_histograms.png")),
         "gap_vs_x": str(gap_vs_composition(table, out_dir / "gap_vs_x.png")),
     }
-    contacts = close_contacts(read_dataset(path, require=()))
+    contacts = close_contacts(frames)
     summary["n_close_contacts"] = len(contacts)
     summary["tables"] = {"by_x_and_sampling": counts.to_markdown(), "phonon_by_x_and_T": phonon.to_markdown(),
                          "gaps_by_sampling_and_T": markdown_counts_and_values(gap_statistics(table)),
