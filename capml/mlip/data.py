@@ -12,6 +12,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -54,13 +55,16 @@ def write_splits(
     require_stress: bool = True,
     pinned: str | Path | None = None,
     max_frames: int | None = None,
+    extra_train: Sequence[str | Path] = (),
 ) -> SplitFiles:
     """Write ``train.extxyz``, ``valid.extxyz``, ``test.extxyz`` (and ``splits.json``) into ``out_dir``.
 
     ``pinned`` is the ``splits.json`` of an earlier run (e.g. the base model's, on a smaller dataset): its
     config_id groups keep their split, so a model fine-tuned from it is never tested on frames it trained on;
     only new groups are dealt by :func:`grouped_split`. ``max_frames`` keeps the first frames only: a dataset grows
-    by appending, so this reproduces a model trained while it was smaller.
+    by appending, so this reproduces a model trained while it was smaller. ``extra_train`` lists further dataset
+    files whose frames all go to the training split, after the split is drawn (e.g. MD snapshots labelled by
+    ``simulate.py stage=md_check``: active learning), so the validation and test splits stay comparable.
     """
     require = (ENERGY_KEY, FORCES_KEY, STRESS_KEY) if require_stress else (ENERGY_KEY, FORCES_KEY)
     frames = read_dataset(dataset, require=require)
@@ -74,6 +78,18 @@ def write_splits(
     else:
         indices = pinned_split(frames, fractions, seed, pinned)
     indices = fill_empty_splits(frames, indices, where=str(dataset))
+    extra = {str(path): read_dataset(path, require=require) for path in extra_train}
+    seen = {str(a.info.get("structure_id")) for a in frames}
+    for path, added in extra.items():
+        clash = seen & {str(a.info.get("structure_id")) for a in added}
+        if clash:
+            raise InputError(f"{path}: structure_id {sorted(clash)[0]!r} is already in {dataset} or another "
+                             "extra_train file; expected new structures")
+        seen |= {str(a.info.get("structure_id")) for a in added}
+    frames = frames + [a for added in extra.values() for a in added]
+    if extra:
+        indices[0] = np.concatenate([indices[0], np.arange(len(frames) - sum(map(len, extra.values())),
+                                                           len(frames))])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -84,6 +100,7 @@ def write_splits(
     record = asdict(files) | {
         "dataset": str(dataset),
         "max_frames": max_frames,
+        "extra_train": {path: len(added) for path, added in extra.items()},
         "seed": seed,
         "pinned": str(pinned) if pinned else None,
         "structure_ids": {n: [str(frames[i].info.get("structure_id", i)) for i in idx] for n, idx in zip(SPLITS, indices)},

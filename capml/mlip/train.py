@@ -215,7 +215,7 @@ def run(cfg: DictConfig) -> dict:
     foundation = resolve_foundation(m.foundation_model)
     files = write_splits(m.dataset, out_dir / "splits", m.valid_fraction, m.test_fraction, seed=m.seed,
                          require_stress=m.stress_weight > 0, pinned=m.pin_splits,
-                         max_frames=m.max_frames)
+                         max_frames=m.max_frames, extra_train=list(m.get("extra_train") or ()))
     log.info("splits %s", files.counts)
     argv = mace_arguments(m, files, out_dir / "mace", foundation_in_dtype(foundation, m.default_dtype, out_dir))
     model = run_mace_train(argv, out_dir / "mace", inputs_fingerprint(argv, files))

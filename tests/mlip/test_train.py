@@ -28,6 +28,23 @@ def test_splits_are_grouped_95_5_with_held_out_test(tmp_path, emt_dataset):
     assert ids == {a.info["structure_id"] for a in read_dataset(emt_dataset)[:16]}
 
 
+def test_extra_train_frames_only_join_the_training_split(tmp_path, emt_dataset):
+    extra = emt_frames(n_configs=3, per_config=2, seed=9)
+    for atoms in extra:
+        atoms.info["structure_id"] = "md_" + atoms.info["structure_id"]
+    write_dataset(tmp_path / "md.extxyz", extra)
+    plain = write_splits(emt_dataset, tmp_path / "plain", 0.2, 0.25, seed=1)
+    grown = write_splits(emt_dataset, tmp_path / "grown", 0.2, 0.25, seed=1, extra_train=[tmp_path / "md.extxyz"])
+    ids = {f: {s: [a.info["structure_id"] for a in read_dataset(files.path(s))] for s in ("train", "valid", "test")}
+           for f, files in (("plain", plain), ("grown", grown))}
+    assert ids["grown"]["valid"] == ids["plain"]["valid"] and ids["grown"]["test"] == ids["plain"]["test"]
+    assert ids["grown"]["train"] == ids["plain"]["train"] + [a.info["structure_id"] for a in extra]
+    record = json.loads((tmp_path / "grown" / "splits.json").read_text())
+    assert record["extra_train"] == {str(tmp_path / "md.extxyz"): 6}
+    with pytest.raises(InputError, match="already in"):  # the same structures twice
+        write_splits(emt_dataset, tmp_path / "twice", extra_train=[emt_dataset])
+
+
 def test_few_groups_still_give_nonempty_splits_or_a_clear_error(tmp_path):
     write_dataset(tmp_path / "five.extxyz", emt_frames(n_configs=5, per_config=2))
     files = write_splits(tmp_path / "five.extxyz", tmp_path / "five")  # 5 % of 10 frames rounds to nothing
