@@ -54,6 +54,21 @@ def test_same_seed_same_model(gap_dataset, tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_extra_train_frames_reach_the_predictions_table(gap_dataset, tmp_path):
+    from capml.io.dataset import read_dataset
+
+    extra = [a.copy() for a in read_dataset(gap_dataset, require=())[:3]]
+    for k, atoms in enumerate(extra):
+        atoms.info["structure_id"] = f"md_{k}"
+    write_dataset(tmp_path / "md.extxyz", extra)
+    metrics = train_one(gnn_config(gap_dataset, tmp_path / "run", "trainer.max_epochs=2",
+                                   f"data.extra_train=[{tmp_path / 'md.extxyz'}]"))
+    assert metrics["extra_train"] == 3
+    table = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    train_ids = table.loc[table["split"] == "train", "structure_id"].tolist()
+    assert train_ids[-3:] == ["md_0", "md_1", "md_2"] and len(train_ids) == metrics["frames"]["train"] + 3
+
+
 @pytest.mark.parametrize("experiment", ["two_stage", "two_stage_frozen"])
 def test_two_stage_training(gap_dataset, tmp_path, experiment):
     out = tmp_path / experiment

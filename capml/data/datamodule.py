@@ -10,6 +10,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from ase import Atoms
+from torch.utils.data import ConcatDataset
 from torch_geometric.loader import DataLoader
 
 from capml.data.dataset import CrystalGraphDataset
@@ -23,13 +24,23 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
+def node_features(dataset: CrystalGraphDataset, graphs: np.ndarray) -> np.ndarray:
+    """Node-feature rows of the given graphs of an in-memory dataset."""
+    bounds = dataset.slices["x"].numpy()
+    graph_of_node = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+    return dataset._data.x.numpy()[np.isin(graph_of_node, graphs)]
+
+
 class GraphDataModule(pl.LightningDataModule):
     """Frames lacking ``target`` are dropped (and counted in the log) before splitting, so a fidelity
     labelled on a subset (e.g. gap_hse06 on every third frame) trains on that subset only.
     ``exclude_labelled`` drops the frames that carry that target as well: stage 1 of two-stage training
     pretrains on the frames the accurate fidelity does not cover, keeping the two stages disjoint.
     ``max_frames`` keeps the first frames of the file only, so a model trained on a smaller, earlier file is
-    reproduced from the grown one (label runs keep the file in the order of their input)."""
+    reproduced from the grown one (label runs keep the file in the order of their input).
+    ``extra_train`` lists further dataset files whose frames carrying ``target`` all join the training split after
+    the split is drawn (active learning: MD snapshots labelled by ``simulate.py stage=md_check``), so validation
+    and test stay comparable with a run without them."""
 
     def __init__(
         self,
@@ -44,6 +55,7 @@ class GraphDataModule(pl.LightningDataModule):
         cache_dir: str | Path | None = None,
         exclude_labelled: str | None = None,
         max_frames: int | None = None,
+        extra_train: Sequence[str | Path] = (),
     ):
         super().__init__()
         self.path = Path(path)
@@ -57,6 +69,8 @@ class GraphDataModule(pl.LightningDataModule):
         self.cache_dir = cache_dir
         self.exclude_labelled = exclude_labelled
         self.max_frames = max_frames
+        self.extra_train = [Path(p) for p in (extra_train or ())]
+        self.extra: list[tuple[CrystalGraphDataset, np.ndarray]] = []
         self.dataset: CrystalGraphDataset | None = None
         self.indices: dict[str, np.ndarray] = {}
 
@@ -90,21 +104,48 @@ class GraphDataModule(pl.LightningDataModule):
                     f"fractions {list(self.split_fractions)}); add data or change data.split_fractions"
                 )
         self.dataset = dataset
-        log.info("%s: target %s, frames train/val/test = %s", self.path, self.target,
-                 "/".join(str(len(self.indices[s])) for s in SPLITS))
+        self.extra = [self._extra_frames(path) for path in self.extra_train]
+        log.info("%s: target %s, frames train/val/test = %s%s", self.path, self.target,
+                 "/".join(str(len(self.indices[s])) for s in SPLITS),
+                 f" (+{self.n_extra} extra training frames)" if self.extra else "")
+
+    def _extra_frames(self, path: Path) -> tuple[CrystalGraphDataset, np.ndarray]:
+        extra = CrystalGraphDataset(path, self.cutoff_A, self.cache_dir)
+        if self.target not in extra.targets:
+            log.warning("%s: no '%s' in this extra_train file; it adds nothing", path, self.target)
+            return extra, np.zeros(0, dtype=int)
+        ids = {info.get("structure_id") for info in self.dataset.meta["info"]}
+        clash = ids & {info.get("structure_id") for info in extra.meta["info"]}
+        if clash:
+            raise InputError(f"{path}: structure_id {sorted(map(str, clash))[0]!r} is already in {self.path}; "
+                             "data.extra_train expects new structures")
+        return extra, np.flatnonzero(np.isfinite(extra.target(self.target)))
+
+    @property
+    def n_extra(self) -> int:
+        return int(sum(len(idx) for _, idx in self.extra))
 
     def subset(self, split: str):
-        return self.dataset[torch.as_tensor(self.indices[split])]
+        """The graphs of ``split``; the training split ends with the extra_train frames."""
+        graphs = self.dataset[torch.as_tensor(self.indices[split])]
+        if split != "train" or not self.n_extra:
+            return graphs
+        return ConcatDataset([graphs] + [extra[torch.as_tensor(idx)] for extra, idx in self.extra if len(idx)])
+
+    def records(self, split: str) -> tuple[list[str], np.ndarray]:
+        """structure_ids and reference targets of ``split``, in the order of :meth:`subset`."""
+        parts = [(self.dataset, self.indices[split])] + (self.extra if split == "train" else [])
+        ids = [str(d.meta["info"][k].get("structure_id", k)) for d, idx in parts for k in idx]
+        return ids, np.concatenate([d.target(self.target)[idx] for d, idx in parts])
 
     def feature_scaler(self) -> FeatureScaler:
         """Node-feature standardisation fitted on the training graphs only."""
-        bounds = self.dataset.slices["x"].numpy()
-        graph_of_node = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
-        return FeatureScaler.fit(self.dataset._data.x.numpy()[np.isin(graph_of_node, self.indices["train"])])
+        parts = [(self.dataset, self.indices["train"])] + self.extra
+        return FeatureScaler.fit(np.concatenate([node_features(d, idx) for d, idx in parts]))
 
     def target_scaler(self, kind: str) -> TargetScaler:
         """Target scaling fitted on the training targets only."""
-        return TargetScaler.fit(self.dataset.target(self.target)[self.indices["train"]], kind)
+        return TargetScaler.fit(self.records("train")[1], kind)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.split_seed) if shuffle else None

@@ -27,11 +27,11 @@ def prediction_table(module, datamodule, batch_size: int = 256) -> pd.DataFrame:
             continue
         predictions = [module.predict_physical(graph) for graph in
                        DataLoader(datamodule.subset(split), batch_size=batch_size, shuffle=False)]
-        info = datamodule.dataset.meta["info"]
+        ids, y_true = datamodule.records(split)
         rows.append(pd.DataFrame({
-            "structure_id": [info[k].get("structure_id", str(k)) for k in indices],
+            "structure_id": ids,
             "split": split,
-            "y_true": datamodule.dataset.target(datamodule.target)[indices],
+            "y_true": y_true,
             "y_pred": torch.cat(predictions).double().numpy(),
         }))
     return pd.concat(rows, ignore_index=True)

@@ -97,7 +97,7 @@ def train_one(cfg: DictConfig) -> dict:
         trainer.save_checkpoint(checkpoint)
     metrics = {"target": datamodule.target, "checkpoint": str(Path(checkpoint).resolve()),
                "frames": {split: int(len(idx)) for split, idx in datamodule.indices.items()},
-               "dropped_without_target": int(datamodule.dropped)}
+               "dropped_without_target": int(datamodule.dropped), "extra_train": datamodule.n_extra}
     table = prediction_table(module, datamodule)
     for split, rows in table.groupby("split"):
         metrics[split] = regression_metrics(rows["y_true"].to_numpy(), rows["y_pred"].to_numpy())

@@ -65,3 +65,27 @@ def test_max_frames_keeps_the_first_frames_only(gap_dataset, tmp_path):
     assert sorted(np.concatenate(list(dm.indices.values()))) == list(range(10)) and dm.dropped == 0
     with pytest.raises(InputError, match=rf"max_frames={len(frames) + 1}, expected 1..{len(frames)}"):
         module(gap_dataset, tmp_path, target="gap_gfn2", max_frames=len(frames) + 1)
+
+
+def test_extra_train_frames_join_the_training_split_only(gap_dataset, tmp_path):
+    from capml.io.dataset import write_dataset
+
+    frames = read_dataset(gap_dataset, require=())
+    extra = [a.copy() for a in frames[:6]]
+    for k, atoms in enumerate(extra):
+        atoms.info.update(structure_id=f"md_{k}", gap_gfn2=10.0 + k)  # far outside the set's gaps
+    extra[5].info.pop("gap_gfn2")  # a frame without the target adds nothing
+    write_dataset(tmp_path / "md.extxyz", extra)
+    plain = module(gap_dataset, tmp_path, target="gap_gfn2", split_seed=2)
+    grown = module(gap_dataset, tmp_path, target="gap_gfn2", split_seed=2, extra_train=[tmp_path / "md.extxyz"])
+    assert all(np.array_equal(plain.indices[s], grown.indices[s]) for s in plain.indices) and grown.n_extra == 5
+    for split in ("val", "test"):
+        assert grown.records(split)[0] == plain.records(split)[0]
+    ids, y = grown.records("train")
+    assert ids == plain.records("train")[0] + [f"md_{k}" for k in range(5)]
+    assert np.allclose(y[-5:], 10.0 + np.arange(5))
+    graphs = list(grown.subset("train"))
+    assert len(graphs) == len(ids) and np.allclose([g.gap_gfn2.item() for g in graphs], y)
+    assert np.isclose(grown.target_scaler("minmax").scale + grown.target_scaler("minmax").shift, 14.0, atol=1e-5)
+    with pytest.raises(InputError, match="already in"):
+        module(gap_dataset, tmp_path, target="gap_gfn2", extra_train=[gap_dataset])
