@@ -10,7 +10,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from ase import Atoms
-from torch.utils.data import ConcatDataset
+from torch.utils.data import ConcatDataset, Dataset
 from torch_geometric.loader import DataLoader
 
 from capml.data.dataset import CrystalGraphDataset
@@ -29,6 +29,22 @@ def node_features(dataset: CrystalGraphDataset, graphs: np.ndarray) -> np.ndarra
     bounds = dataset.slices["x"].numpy()
     graph_of_node = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
     return dataset._data.x.numpy()[np.isin(graph_of_node, graphs)]
+
+
+class CommonKeys(Dataset):
+    """The graphs of ``dataset`` with only the attributes in ``keys``."""
+
+    def __init__(self, dataset, keys: set[str]):
+        self.dataset, self.keys = dataset, keys
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, k: int):
+        graph = self.dataset[k]
+        for key in set(graph.keys()) - self.keys:
+            del graph[key]
+        return graph
 
 
 class GraphDataModule(pl.LightningDataModule):
@@ -130,7 +146,10 @@ class GraphDataModule(pl.LightningDataModule):
         graphs = self.dataset[torch.as_tensor(self.indices[split])]
         if split != "train" or not self.n_extra:
             return graphs
-        return ConcatDataset([graphs] + [extra[torch.as_tensor(idx)] for extra, idx in self.extra if len(idx)])
+        parts = [graphs] + [extra[torch.as_tensor(idx)] for extra, idx in self.extra if len(idx)]
+        # files carry different targets (gap_hse06 in one, not in another): a batch needs the same keys throughout
+        common = set.intersection(*(set(part[0].keys()) for part in parts))
+        return ConcatDataset([CommonKeys(part, common) for part in parts])
 
     def records(self, split: str) -> tuple[list[str], np.ndarray]:
         """structure_ids and reference targets of ``split``, in the order of :meth:`subset`."""

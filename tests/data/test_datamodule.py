@@ -73,6 +73,8 @@ def test_extra_train_frames_join_the_training_split_only(gap_dataset, tmp_path):
     frames = read_dataset(gap_dataset, require=())
     extra = [a.copy() for a in frames[:6]]
     for k, atoms in enumerate(extra):
+        for key in [key for key in atoms.info if key.startswith("gap_")]:
+            del atoms.info[key]  # the extra file carries other targets than the main one
         atoms.info.update(structure_id=f"md_{k}", gap_gfn2=10.0 + k)  # far outside the set's gaps
     extra[5].info.pop("gap_gfn2")  # a frame without the target adds nothing
     write_dataset(tmp_path / "md.extxyz", extra)
@@ -86,6 +88,10 @@ def test_extra_train_frames_join_the_training_split_only(gap_dataset, tmp_path):
     assert np.allclose(y[-5:], 10.0 + np.arange(5))
     graphs = list(grown.subset("train"))
     assert len(graphs) == len(ids) and np.allclose([g.gap_gfn2.item() for g in graphs], y)
+    assert "gap_ipea1" in plain.subset("train")[0].keys() and "gap_ipea1" not in graphs[0].keys()
+    grown.batch_size = len(ids)  # one batch mixing both files
+    (batch,) = list(grown.train_dataloader())
+    assert batch.num_graphs == len(ids) and np.allclose(np.sort(batch.gap_gfn2.numpy()), np.sort(y), atol=1e-5)
     assert np.isclose(grown.target_scaler("minmax").scale + grown.target_scaler("minmax").shift, 14.0, atol=1e-5)
     with pytest.raises(InputError, match="already in"):
         module(gap_dataset, tmp_path, target="gap_gfn2", extra_train=[gap_dataset])
