@@ -22,9 +22,10 @@ from capml.errors import InputError
 TABLE = "md_check.csv"
 
 
-def pick_snapshots(runs: Sequence[tuple[str, Sequence[Atoms]]], per_run: int) -> list[Atoms]:
+def pick_snapshots(runs: Sequence[tuple[str, Sequence[Atoms]]], per_run: int, prefix: str = "") -> list[Atoms]:
     """``per_run`` frames of each trajectory, evenly spaced in time and ending with the last one (the start,
-    the relaxed structure, is left out), each with ``structure_id`` "<run>_t<time>fs"."""
+    the relaxed structure, is left out), each with ``structure_id`` "<prefix><run>_t<time>fs" (a prefix tells
+    snapshots of different MD runs apart once their files are used together, e.g. as extra training data)."""
     if per_run < 1:
         raise InputError(f"simulate.md_check.snapshots_per_run={per_run}: expected at least 1")
     picked = []
@@ -36,7 +37,7 @@ def pick_snapshots(runs: Sequence[tuple[str, Sequence[Atoms]]], per_run: int) ->
         for k in positions:
             atoms = Atoms(frames[k].numbers, frames[k].positions, cell=frames[k].cell, pbc=frames[k].pbc)
             time_fs = float(frames[k].info.get("time_fs", k))
-            atoms.info.update(structure_id=f"{name}_t{time_fs:g}fs", system=name, time_fs=time_fs,
+            atoms.info.update(structure_id=f"{prefix}{name}_t{time_fs:g}fs", system=name, time_fs=time_fs,
                               md_temperature_K=float(frames[k].info.get("temperature_K", np.nan)))
             picked.append(atoms)
     return picked

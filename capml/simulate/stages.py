@@ -109,7 +109,7 @@ def md_check(cfg: DictConfig):
         if not path.exists():
             raise InputError(f"{path}: not found; run `simulate.py stage=md` first")
         runs.append((name, read_trajectory(path)))
-    snapshots = md_check_stage.pick_snapshots(runs, c.snapshots_per_run)
+    snapshots = md_check_stage.pick_snapshots(runs, c.snapshots_per_run, c.get("id_prefix") or "")
     structures = out / "structures.extxyz"
     write_dataset(structures, snapshots)
     labeller = make_labeller(cfg)

@@ -45,6 +45,7 @@ def test_pick_snapshots_spacing_and_errors():
     picked = pick_snapshots([("run", frames)], 3)
     assert [a.info["time_fs"] for a in picked] == [15.0, 35.0, 50.0]  # frames 3.33->3, 6.67->7, 10
     assert picked[-1].info["structure_id"] == "run_t50fs"
+    assert pick_snapshots([("run", frames)], 1, prefix="r1_")[0].info["structure_id"] == "r1_run_t50fs"
     with pytest.raises(InputError, match="snapshots_per_run=0"):
         pick_snapshots([("run", frames)], 0)
     with pytest.raises(InputError, match="trajectory run: 1 frame"):
