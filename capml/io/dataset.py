@@ -206,6 +206,21 @@ def drop_fidelity(path: str | Path, fidelity: str, structure_ids: Sequence[str] 
     return dropped
 
 
+def prefix_ids(path: str | Path, prefix: str, out: str | Path) -> int:
+    """Write ``path`` to ``out`` (with its settings) with ``prefix`` before every structure_id, so that the files
+    of two runs that named their structures alike (e.g. md_check snapshots of two MD runs) can be used together;
+    returns the number of frames. ``out`` must be another file."""
+    if Path(out).resolve() == Path(path).resolve():
+        raise InputError(f"{out}: --out must differ from the dataset file {path}")
+    if not prefix:
+        raise InputError("--prefix-ids: expected a non-empty prefix")
+    frames = read_complete_frames(path)
+    for k, atoms in enumerate(frames):
+        atoms.info["structure_id"] = prefix + str(atoms.info.get("structure_id", k))
+    write_dataset(out, frames, read_settings(path))
+    return len(frames)
+
+
 def keep_last_per_structure(path: str | Path, order: Sequence[str] | None = None) -> None:
     """Rewrite ``path`` (atomically) with only the last frame of each structure_id, in the place of its first
     frame: a relabelled structure is appended first, then moved into its old place here, so a kill in between
@@ -282,14 +297,24 @@ def merge_datasets(paths: Sequence[str | Path], out: str | Path) -> list[Atoms]:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m capml.io.dataset FILE --drop-fidelity NAME [--structure ID ...]``: drop labels of one fidelity
-    found wrong (on every frame, or on the named structures)."""
+    found wrong (on every frame, or on the named structures). ``python -m capml.io.dataset FILE --prefix-ids P
+    --out OUT``: a copy with P before every structure_id."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("dataset")
-    parser.add_argument("--drop-fidelity", required=True, metavar="NAME", help="e.g. hse06 drops gap_hse06")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--drop-fidelity", metavar="NAME", help="e.g. hse06 drops gap_hse06")
+    action.add_argument("--prefix-ids", metavar="P", help="write a copy (--out) with P before every structure_id")
     parser.add_argument("--structure", action="append", metavar="ID", help="only this structure_id (repeatable)")
+    parser.add_argument("--out", help="the copy written by --prefix-ids")
     args = parser.parse_args(argv)
+    if args.prefix_ids is not None:
+        if not args.out:
+            parser.error("--prefix-ids needs --out")
+        n = prefix_ids(args.dataset, args.prefix_ids, args.out)
+        print(f"{args.out}: {n} frames of {args.dataset}, structure_ids prefixed with {args.prefix_ids!r}")
+        return
     dropped = drop_fidelity(args.dataset, args.drop_fidelity, args.structure)
     print(f"{args.dataset}: gap_{args.drop_fidelity} dropped from {dropped} "
           "frames; a resumed label run recomputes it on its subset")

@@ -121,3 +121,19 @@ def test_drop_fidelity_of_named_structures_only(tmp_path):
     assert "pbesol" in read_settings(path).fidelities
     with pytest.raises(InputError, match=r"d.extxyz: no frame with structure_id \['s9'\]"):
         drop_fidelity(path, "pbesol", ["s9"])
+
+
+def test_prefix_ids_writes_a_renamed_copy_with_its_settings(tmp_path):
+    from capml.io.dataset import main, read_settings
+
+    path = tmp_path / "d.extxyz"
+    settings = DatasetSettings({"pbesol": {"ecut_eV": 350}})
+    write_dataset(path, [labelled(i) for i in range(3)], settings)
+    main([str(path), "--prefix-ids", "r1_", "--out", str(tmp_path / "r1.extxyz")])
+    renamed = read_dataset(tmp_path / "r1.extxyz")
+    assert [a.info["structure_id"] for a in renamed] == ["r1_s0", "r1_s1", "r1_s2"]
+    assert np.allclose(renamed[2].arrays["REF_forces"], read_dataset(path)[2].arrays["REF_forces"])
+    assert read_settings(tmp_path / "r1.extxyz").fidelities == settings.fidelities
+    assert [a.info["structure_id"] for a in read_dataset(path)] == ["s0", "s1", "s2"]  # the source is untouched
+    with pytest.raises(InputError, match="must differ"):
+        main([str(path), "--prefix-ids", "r1_", "--out", str(path)])
