@@ -15,6 +15,7 @@ from torch_geometric.loader import DataLoader
 
 from capml.data.dataset import CrystalGraphDataset
 from capml.errors import InputError
+from capml.io.dataset import refuse_repeated_ids
 from capml.graphs.build import DEFAULT_CUTOFF_A
 from capml.graphs.normalise import FeatureScaler, TargetScaler
 from capml.io.split import grouped_split
@@ -120,21 +121,20 @@ class GraphDataModule(pl.LightningDataModule):
                     f"fractions {list(self.split_fractions)}); add data or change data.split_fractions"
                 )
         self.dataset = dataset
-        self.extra = [self._extra_frames(path) for path in self.extra_train]
+        self.extra = [self._extra_frames(CrystalGraphDataset(path, self.cutoff_A, self.cache_dir))
+                      for path in self.extra_train]
+        refuse_repeated_ids([(str(d.path), [info.get("structure_id") for info in d.meta["info"]])
+                             for d in [dataset] + [extra for extra, _ in self.extra]],
+                            "data.extra_train expects new structures")
         log.info("%s: target %s, frames train/val/test = %s%s", self.path, self.target,
                  "/".join(str(len(self.indices[s])) for s in SPLITS),
                  f" (+{self.n_extra} extra training frames)" if self.extra else "")
 
-    def _extra_frames(self, path: Path) -> tuple[CrystalGraphDataset, np.ndarray]:
-        extra = CrystalGraphDataset(path, self.cutoff_A, self.cache_dir)
+    def _extra_frames(self, extra: CrystalGraphDataset) -> tuple[CrystalGraphDataset, np.ndarray]:
+        """An extra_train file and the indices of its frames that carry the target."""
         if self.target not in extra.targets:
-            log.warning("%s: no '%s' in this extra_train file; it adds nothing", path, self.target)
+            log.warning("%s: no '%s' in this extra_train file; it adds nothing", extra.path, self.target)
             return extra, np.zeros(0, dtype=int)
-        ids = {info.get("structure_id") for info in self.dataset.meta["info"]}
-        clash = ids & {info.get("structure_id") for info in extra.meta["info"]}
-        if clash:
-            raise InputError(f"{path}: structure_id {sorted(map(str, clash))[0]!r} is already in {self.path}; "
-                             "data.extra_train expects new structures")
         return extra, np.flatnonzero(np.isfinite(extra.target(self.target)))
 
     @property

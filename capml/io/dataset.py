@@ -280,6 +280,19 @@ def read_failures(path: str | Path) -> dict[str, dict]:
     return records
 
 
+def refuse_repeated_ids(ids_by_file: Sequence[tuple[str, Iterable]], hint: str) -> None:
+    """InputError naming the first file (in order; a file may be listed twice) with a structure_id that an
+    earlier one already has, e.g. extra training files against the dataset and each other; ``hint`` says what
+    was expected."""
+    seen: dict[str, str] = {}
+    for where, ids in ids_by_file:
+        ids = {str(i) for i in ids}
+        clash = sorted(ids & seen.keys())
+        if clash:
+            raise InputError(f"{where}: structure_id {clash[0]!r} is already in {seen[clash[0]]}; {hint}")
+        seen.update(dict.fromkeys(ids, where))
+
+
 def merge_datasets(paths: Sequence[str | Path], out: str | Path) -> list[Atoms]:
     """Concatenate datasets after checking their label settings agree per fidelity."""
     settings = DatasetSettings()

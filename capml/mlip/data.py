@@ -17,7 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from capml.errors import InputError
-from capml.io.dataset import ENERGY_KEY, FORCES_KEY, STRESS_KEY, read_dataset, write_dataset
+from capml.io.dataset import (ENERGY_KEY, FORCES_KEY, STRESS_KEY, read_dataset, refuse_repeated_ids,
+                               write_dataset)
 from capml.io.split import grouped_split
 
 SPLITS = ("train", "valid", "test")
@@ -78,18 +79,13 @@ def write_splits(
     else:
         indices = pinned_split(frames, fractions, seed, pinned)
     indices = fill_empty_splits(frames, indices, where=str(dataset))
-    extra = {str(path): read_dataset(path, require=require) for path in extra_train}
-    seen = {str(a.info.get("structure_id")) for a in frames}
-    for path, added in extra.items():
-        clash = seen & {str(a.info.get("structure_id")) for a in added}
-        if clash:
-            raise InputError(f"{path}: structure_id {sorted(clash)[0]!r} is already in {dataset} or another "
-                             "extra_train file; expected new structures")
-        seen |= {str(a.info.get("structure_id")) for a in added}
-    frames = frames + [a for added in extra.values() for a in added]
-    if extra:
-        indices[0] = np.concatenate([indices[0], np.arange(len(frames) - sum(map(len, extra.values())),
-                                                           len(frames))])
+    extra = [(str(path), read_dataset(path, require=require)) for path in extra_train]
+    refuse_repeated_ids([(where, [a.info.get("structure_id") for a in added])
+                         for where, added in [(str(dataset), frames)] + extra],
+                        "mlip.extra_train expects new structures")
+    n_sampled = len(frames)
+    frames = frames + [a for _, added in extra for a in added]
+    indices[0] = np.concatenate([indices[0], np.arange(n_sampled, len(frames))])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -100,7 +96,7 @@ def write_splits(
     record = asdict(files) | {
         "dataset": str(dataset),
         "max_frames": max_frames,
-        "extra_train": {path: len(added) for path, added in extra.items()},
+        "extra_train": {path: len(added) for path, added in extra},
         "seed": seed,
         "pinned": str(pinned) if pinned else None,
         "structure_ids": {n: [str(frames[i].info.get("structure_id", i)) for i in idx] for n, idx in zip(SPLITS, indices)},

@@ -95,3 +95,5 @@ def test_extra_train_frames_join_the_training_split_only(gap_dataset, tmp_path):
     assert np.isclose(grown.target_scaler("minmax").scale + grown.target_scaler("minmax").shift, 14.0, atol=1e-5)
     with pytest.raises(InputError, match="already in"):
         module(gap_dataset, tmp_path, target="gap_gfn2", extra_train=[gap_dataset])
+    with pytest.raises(InputError, match=r"md.extxyz: structure_id 'md_0' is already in .*md.extxyz"):
+        module(gap_dataset, tmp_path, target="gap_gfn2", extra_train=[tmp_path / "md.extxyz"] * 2)
