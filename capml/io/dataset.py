@@ -293,6 +293,82 @@ def refuse_repeated_ids(ids_by_file: Sequence[tuple[str, Iterable]], hint: str) 
         seen.update(dict.fromkeys(ids, where))
 
 
+def shard_path(path: str | Path, index: int, count: int) -> Path:
+    """The file that shard ``index`` of ``count`` of a label run into ``path`` writes (``dataset.extxyz`` ->
+    ``dataset.shard0of2.extxyz``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.shard{index}of{count}{path.suffix}")
+
+
+def shard_lock(shard: str | Path, blocking: bool = True):
+    """An exclusive lock on a shard file for as long as the returned handle is open: a label run holds it,
+    ``merge_shards`` refuses a shard that another process holds. None when ``blocking`` is False and it is held."""
+    import fcntl
+
+    handle = open(Path(shard).with_name(Path(shard).name + ".lock"), "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def shard_files(path: str | Path) -> list[Path]:
+    path = Path(path)
+    return sorted(path.parent.glob(f"{path.stem}.shard*of*{path.suffix}"))
+
+
+def merge_shards(path: str | Path, order: Sequence[str] | None = None) -> tuple[int, int]:
+    """Merge the shard files of a label run into ``path``: settings checked per fidelity, each structure once (a
+    shard's frame replaces the merged file's, as a relabelled one does), in input order (``order``: the input's
+    structure_ids; ids not in it last) and failures carried over. The merged file is written atomically before
+    the shard files are removed, so a kill loses nothing. Returns (frames merged from shards, frames in all)."""
+    path = Path(path)
+    shards = shard_files(path)
+    if not shards:
+        return 0, len(read_complete_frames(path))
+    settings = read_settings(path)
+    frames = {str(a.info.get("structure_id")): a for a in read_complete_frames(path)}
+    first_seen = list(frames)
+    merged = 0
+    failures = []
+    for shard in shards:
+        settings = settings.merged_with(read_settings(shard), where=str(shard))
+        for atoms in read_complete_frames(shard):
+            sid = str(atoms.info.get("structure_id"))
+            if sid not in frames:
+                first_seen.append(sid)
+            frames[sid] = atoms
+            merged += 1
+        if failures_path(shard).exists():
+            failures.append(failures_path(shard).read_text())
+    locks = []
+    for shard in shards:
+        lock = shard_lock(shard, blocking=False)
+        if lock is None:
+            for held in locks:
+                held.close()
+            raise InputError(f"{shard}: still being labelled by another process; merge when every shard has ended")
+        locks.append(lock)
+    rank = {sid: i for i, sid in enumerate(order or [])}
+    seen = {sid: k for k, sid in enumerate(first_seen)}
+    keys = sorted(frames, key=lambda sid: (rank.get(sid, len(rank)), seen[sid]))
+    write_dataset(path, [frames[sid] for sid in keys], settings)
+    if failures:
+        known = read_failures(path)
+        with open(failures_path(path), "a") as handle:
+            for text in failures:
+                for line in text.splitlines():
+                    if line.strip() and json.loads(line)["structure_id"] not in known:
+                        handle.write(line + "\n")
+    for shard, lock in zip(shards, locks):
+        for extra in (settings_path(shard), failures_path(shard), shard, Path(lock.name)):
+            extra.unlink(missing_ok=True)
+        lock.close()
+    return merged, len(keys)
+
+
 def merge_datasets(paths: Sequence[str | Path], out: str | Path) -> list[Atoms]:
     """Concatenate datasets after checking their label settings agree per fidelity."""
     settings = DatasetSettings()
@@ -319,9 +395,19 @@ def main(argv: list[str] | None = None) -> None:
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--drop-fidelity", metavar="NAME", help="e.g. hse06 drops gap_hse06")
     action.add_argument("--prefix-ids", metavar="P", help="write a copy (--out) with P before every structure_id")
+    action.add_argument("--merge-shards", action="store_true",
+                        help="merge the shard files of a label.shard run into DATASET (input order from --structures)")
+    parser.add_argument("--structures", help="with --merge-shards: the label run's input, for the frame order")
     parser.add_argument("--structure", action="append", metavar="ID", help="only this structure_id (repeatable)")
     parser.add_argument("--out", help="the copy written by --prefix-ids")
     args = parser.parse_args(argv)
+    if args.merge_shards:
+        order = None
+        if args.structures:
+            order = [str(a.info.get("structure_id")) for a in read_structures(args.structures)]
+        merged, total = merge_shards(args.dataset, order)
+        print(f"{args.dataset}: {merged} frames merged from shard files, {total} frames in all")
+        return
     if args.prefix_ids is not None:
         if not args.out:
             parser.error("--prefix-ids needs --out")

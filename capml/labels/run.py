@@ -28,6 +28,9 @@ from capml.io.dataset import (
     read_complete_frames,
     read_failures,
     read_settings,
+    merge_shards,
+    shard_lock,
+    shard_path,
     validate_frames,
     write_settings,
 )
@@ -64,12 +67,17 @@ def run_labels(
     limit: int | None = None,
     retry_failed: bool = False,
     where: str = "<structures>",
+    shard: tuple[int, int] | None = None,
 ) -> LabelSummary:
     """Label ``structures`` into ``out``.
 
     ``subsets`` maps an optional fidelity of the labeller to a stride: structure i (in input order)
     gets that fidelity when ``i % stride == 0``, so the subset is fixed by the input, not by timing.
     ``limit`` stops after that many new labels (for a time-boxed run).
+    ``shard=(i, n)`` labels only the structures whose input index is i mod n, into their own file
+    ``shard_path(out, i, n)`` (settings and failures beside it), so that n processes (both cores, a SLURM array)
+    label one set at once; structures finished in ``out`` itself are skipped. ``merge_shards`` puts the shard
+    files back into ``out`` in input order.
     """
     subsets = dict(subsets or {})
     for name in subsets:
@@ -77,19 +85,44 @@ def run_labels(
             raise InputError(f"labels.subsets: '{name}' is not an optional fidelity of this labeller "
                              f"(expected one of {list(labeller.optional)})")
     ids = structure_ids(structures, where)
-    out = Path(out)
-    settings = read_settings(out).merged_with(DatasetSettings(_requested_settings(labeller, subsets)), where=str(out))
+    main_out = Path(out)
+    requested = DatasetSettings(_requested_settings(labeller, subsets))
+    read_settings(main_out).merged_with(requested, where=str(main_out))
+    mine = range(len(ids))
+    lock = None
+    if shard is not None:
+        index, count = shard
+        out = shard_path(main_out, index, count)
+        mine = range(index, len(ids), count)
+        main_out.parent.mkdir(parents=True, exist_ok=True)
+        lock = shard_lock(out)
+    else:  # an unsharded run first takes in what shard runs left (refused while one still runs)
+        merge_shards(main_out, ids)
+    try:
+        return _label_into(structures, ids, mine, Path(out), main_out, labeller, requested, subsets, limit,
+                           retry_failed)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _label_into(structures, ids, mine, out: Path, main_out: Path, labeller: Labeller, requested: DatasetSettings,
+                subsets: Mapping[str, int], limit: int | None, retry_failed: bool) -> LabelSummary:
+    settings = read_settings(out).merged_with(requested, where=str(out))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_settings(out, settings)
 
     # a kill between appending a relabelled frame and dropping the old one; frames in input order
     keep_last_per_structure(out, ids)
     labelled_keys = {str(a.info.get("structure_id")): set(a.info) for a in read_complete_frames(out)}
-    failed = {} if retry_failed else read_failures(out)
+    if out != main_out:  # a shard: what the merged file already holds counts as done unless the shard redid it
+        for atoms in read_complete_frames(main_out):
+            labelled_keys.setdefault(str(atoms.info.get("structure_id")), set(atoms.info))
+    failed = {} if retry_failed else {**read_failures(main_out), **read_failures(out)}
     # finished: labelled, with every optional fidelity its subset asks for (one dropped as wrong is redone)
-    todo = [i for i, sid in enumerate(ids) if sid not in failed and not (
-        sid in labelled_keys and {GAP_PREFIX + name for name in _extras(i, subsets)} <= labelled_keys[sid])]
-    skipped = len(ids) - len(todo)
+    todo = [i for i in mine if ids[i] not in failed and not (
+        ids[i] in labelled_keys and {GAP_PREFIX + name for name in _extras(i, subsets)} <= labelled_keys[ids[i]])]
+    skipped = len(mine) - len(todo)
     if limit is not None:
         todo = todo[:limit]
     start = time.perf_counter()
@@ -111,9 +144,22 @@ def run_labels(
             continue
         append_frame(out, frame)
         if ids[i] in labelled_keys:
-            keep_last_per_structure(out)
+            keep_last_per_structure(out, ids)
         labelled += 1
     return LabelSummary(labelled, skipped, n_failed, time.perf_counter() - start)
+
+
+def parse_shard(text) -> tuple[int, int] | None:
+    """``label.shard``: null, or "i/n" with 0 <= i < n (e.g. ${oc.env:SLURM_ARRAY_TASK_ID}/8)."""
+    if text is None or str(text).strip() in ("", "null", "None"):
+        return None
+    try:
+        index, count = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        index = count = -1
+    if not 0 <= index < count:
+        raise InputError(f"label.shard={text}: expected 'i/n' with 0 <= i < n, e.g. 0/2 and 1/2 for two processes")
+    return index, count
 
 
 def _extras(index: int, subsets: Mapping[str, int]) -> frozenset[str]:

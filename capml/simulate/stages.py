@@ -13,7 +13,7 @@ from capml.cli import save_resolved_config
 from capml.errors import InputError
 from capml.io.dataset import read_dataset, read_structures, write_dataset
 from capml.labels.base import Labeller
-from capml.labels.run import run_labels
+from capml.labels.run import parse_shard, run_labels
 from capml.simulate import md_check as md_check_stage
 from capml.simulate import pipeline as simulate_pipeline
 from capml.simulate.md import read_trajectory, trajectory_path
@@ -71,6 +71,7 @@ def label(cfg: DictConfig, limit: int | None = None) -> Path:
         limit=cfg.label.limit if limit is None else limit,
         retry_failed=cfg.label.retry_failed,
         where=str(cfg.label.structures),
+        shard=parse_shard(cfg.label.get("shard")),
     )
     log.info("labelled %d, skipped %d, failed %d in %.0f s -> %s", summary.labelled, summary.skipped,
              summary.failed, summary.seconds, cfg.label.out)

@@ -126,3 +126,59 @@ def test_dropped_fidelity_is_recomputed_on_its_subset_only(tmp_path):
             assert atoms.info["gap_ipea1"] == pytest.approx(before[sid].info["gap_ipea1"], abs=1e-6)
         assert atoms.info["REF_energy"] == pytest.approx(before[sid].info["REF_energy"], abs=1e-6)
     assert "ipea1" in read_settings(out).fidelities
+
+
+def test_shards_label_disjoint_parts_and_merge_in_input_order(tmp_path):
+    """Two shards label every structure exactly once; the merge keeps input order, settings and failures."""
+    from capml.io.dataset import merge_shards, shard_files
+
+    frames = structures(7, bad={4})
+    labeller = ASECalculatorLabeller(EMT, fidelity="emt")
+    out = tmp_path / "d.extxyz"
+    run_labels(frames, out, labeller, limit=1)          # s00 in the merged file before the shards start
+    one = run_labels(frames, out, labeller, shard=(0, 2))
+    two = run_labels(frames, out, labeller, shard=(1, 2))
+    assert (one.labelled, one.skipped, one.failed) == (2, 1, 1)   # s02, s06 labelled; s00 done; s04 fails
+    assert (two.labelled, two.skipped) == (3, 0)                    # s01, s03, s05
+    assert len(shard_files(out)) == 2
+    merged, total = merge_shards(out, [a.info["structure_id"] for a in frames])
+    assert (merged, total) == (5, 6)
+    assert shard_files(out) == []
+    ids = [a.info["structure_id"] for a in read_dataset(out)]
+    assert ids == ["s00", "s01", "s02", "s03", "s05", "s06"]
+    assert list(read_failures(out)) == ["s04"]
+    reference = frames[5].copy()
+    reference.calc = EMT()
+    assert read_dataset(out)[4].info["REF_energy"] == pytest.approx(reference.get_potential_energy())
+    # nothing left to do, sharded or not
+    assert run_labels(frames, out, labeller, shard=(1, 2)).labelled == 0
+    assert run_labels(frames, out, labeller).labelled == 0
+
+
+def test_merge_refuses_a_shard_still_running_and_mismatched_settings(tmp_path):
+    from capml.io.dataset import merge_shards, shard_lock, shard_path
+
+    frames = structures(4)
+    out = tmp_path / "d.extxyz"
+    run_labels(frames, out, ASECalculatorLabeller(EMT, fidelity="emt"), shard=(0, 2))
+    held = shard_lock(shard_path(out, 0, 2))
+    with pytest.raises(InputError, match="still being labelled"):
+        merge_shards(out)
+    held.close()
+    run_labels(frames, out, ASECalculatorLabeller(EMT, fidelity="emt", settings={"note": "b"}), shard=(1, 2))
+    with pytest.raises(InputError, match="differ"):
+        merge_shards(out)
+
+
+def test_shard_option_from_the_command_line(tmp_path):
+    """label.shard=i/n through simulate.py, then an unsharded run merges; a bad shard is one line, exit 2."""
+    write_dataset(tmp_path / "structures.extxyz", structures(5))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "simulate.py", "stage=label", "labels=ase", f"workdir={tmp_path}"]
+    for shard in ("0/2", "1/2"):
+        subprocess.run(base + [f"label.shard={shard}"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(base, cwd=ROOT, env=env, check=True, capture_output=True)
+    ids = [a.info["structure_id"] for a in read_dataset(tmp_path / "dataset.extxyz")]
+    assert ids == [f"s{i:02d}" for i in range(5)]
+    bad = subprocess.run(base + ["label.shard=2/2"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "label.shard=2/2" in bad.stderr and "Traceback" not in bad.stderr
