@@ -18,7 +18,7 @@ from capml.errors import InputError
 from capml.io.dataset import refuse_repeated_ids
 from capml.graphs.build import DEFAULT_CUTOFF_A
 from capml.graphs.normalise import FeatureScaler, TargetScaler
-from capml.io.split import grouped_split
+from capml.io.split import grouped_folds, grouped_split
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ class GraphDataModule(pl.LightningDataModule):
         exclude_labelled: str | None = None,
         max_frames: int | None = None,
         extra_train: Sequence[str | Path] = (),
+        cv_folds: int | None = None,
+        cv_fold: int = 0,
+        cv_seed: int | None = None,
     ):
         super().__init__()
         self.path = Path(path)
@@ -87,6 +90,11 @@ class GraphDataModule(pl.LightningDataModule):
         self.exclude_labelled = exclude_labelled
         self.max_frames = max_frames
         self.extra_train = [Path(p) for p in (extra_train or ())]
+        self.cv_folds = cv_folds
+        self.cv_fold = int(cv_fold)
+        self.cv_seed = split_seed if cv_seed is None else int(cv_seed)
+        if cv_folds is not None and not 0 <= self.cv_fold < cv_folds:
+            raise InputError(f"data.cv_fold={cv_fold}: expected 0..{cv_folds - 1} (data.cv_folds={cv_folds})")
         self.extra: list[tuple[CrystalGraphDataset, np.ndarray]] = []
         self.dataset: CrystalGraphDataset | None = None
         self.indices: dict[str, np.ndarray] = {}
@@ -112,7 +120,18 @@ class GraphDataModule(pl.LightningDataModule):
                      f" or with '{self.exclude_labelled}'" if self.exclude_labelled else "")
         self.dropped = dropped
         frames = [Atoms(info=dataset.meta["info"][k]) for k in labelled]
-        parts = grouped_split(frames, self.split_fractions, seed=self.split_seed, group_key=self.group_key)
+        if self.cv_folds:
+            # grouped k-fold: the test split is fold cv_fold (folds drawn over every frame of the file, so all
+            # targets share them); validation is drawn from the other folds' groups
+            fold = grouped_folds([Atoms(info=info) for info in dataset.meta["info"]], self.cv_folds,
+                                 self.cv_seed, self.group_key)[labelled]
+            rest = np.flatnonzero(fold != self.cv_fold)
+            train_val = np.asarray(self.split_fractions[:2], float)
+            parts = grouped_split([frames[k] for k in rest], list(train_val / train_val.sum()) + [0.0],
+                                  seed=self.split_seed, group_key=self.group_key)
+            parts = [rest[parts[0]], rest[parts[1]], np.flatnonzero(fold == self.cv_fold)]
+        else:
+            parts = grouped_split(frames, self.split_fractions, seed=self.split_seed, group_key=self.group_key)
         self.indices = {name: labelled[part] for name, part in zip(SPLITS, parts)}
         for name in ("train", "val"):
             if len(self.indices[name]) == 0:

@@ -5,6 +5,7 @@ new cutoff rebuilds it; the cache folder defaults to ``<dataset>.graphs/`` next 
 
 Targets (one value per frame, NaN where the frame lacks the label):
     gap_<fidelity>      eV, every gap key present in the file
+    gap_<a>_minus_gap_<b>  eV, the difference of two fidelities (e.g. the HSE06 correction to PBEsol)
     energy_per_atom     eV/atom, REF_energy / n_atoms
     hydrostatic_stress  eV/Å^3, trace(REF_stress) / 3 (ASE sign: negative under compression)
 """
@@ -31,10 +32,17 @@ from capml.io.dataset import ENERGY_KEY, GAP_PREFIX, METADATA_KEYS, STRESS_KEY, 
 log = logging.getLogger(__name__)
 
 DERIVED_TARGETS = ("energy_per_atom", "hydrostatic_stress")
+CACHE_VERSION = 2  # 2: fidelity differences as targets
+
+
+MINUS = "_minus_"
 
 
 def target_values(frames: Sequence[Atoms], name: str) -> np.ndarray:
     """Per-frame values of target ``name`` (NaN where missing)."""
+    if MINUS in name:
+        first, second = name.split(MINUS, 1)
+        return target_values(frames, first) - target_values(frames, second)
     if name.startswith(GAP_PREFIX):
         return np.array([float(a.info.get(name, np.nan)) for a in frames])
     if name == "energy_per_atom":
@@ -64,7 +72,7 @@ class CrystalGraphDataset(InMemoryDataset):
             raise InputError(f"{self.path}: dataset file not found (expected a capml extxyz dataset)")
         self.cutoff_A = float(cutoff_A)
         key = hashlib.sha256(
-            f"{file_digest(self.path)}|{self.cutoff_A}|{','.join(NODE_FEATURES)}".encode()
+            f"{file_digest(self.path)}|{self.cutoff_A}|{','.join(NODE_FEATURES)}|{CACHE_VERSION}".encode()
         ).hexdigest()[:16]
         root = Path(cache_dir) if cache_dir else self.path.with_name(self.path.name + ".graphs")
         super().__init__(root=str(root / key))
@@ -81,7 +89,8 @@ class CrystalGraphDataset(InMemoryDataset):
 
     def process(self) -> None:
         frames = read_dataset(self.path, require=())
-        targets = [k for k in gap_keys(frames)]
+        gaps = gap_keys(frames)
+        targets = gaps + [f"{a}{MINUS}{b}" for a in gaps for b in gaps if a != b]
         targets += [name for name, key in zip(DERIVED_TARGETS, (ENERGY_KEY, STRESS_KEY))
                     if any(key in a.info for a in frames)]
         values = {name: target_values(frames, name) for name in targets}

@@ -31,7 +31,8 @@ class FeatureScaler:
 
 @dataclass
 class TargetScaler:
-    """``minmax`` maps the training range to [0, 1] (for a sigmoid head); ``standard`` to zero mean, unit std."""
+    """``minmax`` maps the training range to [0, 1] (for a sigmoid head); ``standard`` to zero mean, unit std;
+    ``scale`` divides by the root mean square only (for the non-negative gap head)."""
 
     kind: str
     shift: float
@@ -46,8 +47,10 @@ class TargetScaler:
             shift, scale = targets.min(), targets.max() - targets.min()
         elif kind == "standard":
             shift, scale = targets.mean(), targets.std()
+        elif kind == "scale":  # no shift: a non-negative output stays non-negative in physical units
+            shift, scale = 0.0, np.sqrt(np.mean(targets**2))
         else:
-            raise InputError(f"target scaling '{kind}': expected 'minmax' or 'standard'")
+            raise InputError(f"target scaling '{kind}': expected 'minmax', 'standard' or 'scale'")
         return cls(kind=kind, shift=float(shift), scale=float(scale) if scale > 1e-12 else 1.0)
 
     def transform(self, y: torch.Tensor) -> torch.Tensor:

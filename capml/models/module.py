@@ -14,7 +14,8 @@ from capml.errors import InputError
 from capml.graphs.normalise import TargetScaler
 from capml.models.networks import build_network
 
-HEADS = {"sigmoid": "minmax", "linear": "standard"}  # head -> the target scaling it needs
+# head -> the target scaling it needs; "gap": a non-negative network output (band-edge readout) times a scale
+HEADS = {"sigmoid": "minmax", "linear": "standard", "gap": "scale"}
 LOSSES = {"mse": torch.nn.functional.mse_loss, "l1": torch.nn.functional.l1_loss}
 
 

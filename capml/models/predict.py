@@ -1,6 +1,11 @@
-"""Band gaps (or any trained target) of ASE structures from a checkpoint, in batches.
+"""Band gaps (or any trained target) of ASE structures from a checkpoint or an ensemble of them, in batches.
 
-    GapPredictor.from_checkpoint("best.ckpt").predict(list_of_atoms)  # -> np.ndarray, eV
+    GapPredictor.from_checkpoint("best.ckpt").predict(list_of_atoms)           # -> np.ndarray, eV
+    model = GapPredictor.from_checkpoint("models/gnn_gap_hse06")               # a folder: every *.ckpt, an ensemble
+    mean_eV, std_eV = model.predict(list_of_atoms, return_std=True)          # ensemble mean and spread
+
+An ensemble's members share the graphs of a batch (built once); the spread is the standard deviation over
+members (ddof=1), NaN for a single model.
 
 Graphs are built per structure with the vectorised neighbour list and concatenated into one batch
 graph in numpy; the network runs once per batch. ``predict_file`` streams an extxyz file so memory
@@ -9,6 +14,7 @@ stays bounded by the batch size, not the number of snapshots.
 
 from __future__ import annotations
 
+import json
 import pickle
 from itertools import islice
 from pathlib import Path
@@ -19,48 +25,129 @@ import torch
 from ase import Atoms
 
 from capml.errors import InputError
+from capml.data.dataset import MINUS
 from capml.graphs.build import batch_graphs
 from capml.models.module import GraphRegressor
 
 
+def checkpoint_files(path: str | Path | Sequence[str | Path]) -> list[Path]:
+    """A checkpoint file, a folder of them (every ``*.ckpt``, sorted: an ensemble) or a list of files."""
+    if not isinstance(path, (str, Path)):
+        return [Path(p) for p in path]
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.ckpt"))
+        if not files:
+            raise InputError(f"{path}: no *.ckpt files in this folder (expected a GNN checkpoint or an ensemble)")
+        return files
+    return [path]
+
+
+def load_module(path: Path, device: str = "cpu") -> GraphRegressor:
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        return GraphRegressor.load_from_checkpoint(path, map_location=device)
+    except (KeyError, RuntimeError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as err:
+        raise InputError(f"{path}: not a capml GNN checkpoint ({type(err).__name__}: {err})") from err
+
+
 class GapPredictor:
-    def __init__(self, module: GraphRegressor, batch_size: int = 256, device: str = "cpu", workers: int | None = None):
-        self.module = module.to(device).eval()
+    """One model or an ensemble (``modules``: one GraphRegressor or several with the same target and cutoff)."""
+
+    def __init__(self, modules: GraphRegressor | Sequence[GraphRegressor], batch_size: int = 256,
+                 device: str = "cpu", workers: int | None = None, where: str = "<modules>",
+                 base: "GapPredictor | None" = None):
+        modules = [modules] if isinstance(modules, GraphRegressor) else list(modules)
+        if not modules:
+            raise InputError(f"{where}: no model")
+        for k, module in enumerate(modules[1:], 1):
+            for key in ("target", "cutoff_A"):
+                if module.hparams[key] != modules[0].hparams[key]:
+                    raise InputError(f"{where}: ensemble member {k} has {key}={module.hparams[key]}, member 0 has "
+                                     f"{modules[0].hparams[key]}; members must agree")
+        self.modules = [module.to(device).eval() for module in modules]
+        self.module = self.modules[0]
         self.batch_size = int(batch_size)
         # threads building neighbour lists; default: one per core torch uses
         self.workers = int(workers or torch.get_num_threads())
         self.device = device
-        self.cutoff_A = float(module.hparams.cutoff_A)
-        self.target = module.hparams.target
+        self.cutoff_A = float(self.module.hparams.cutoff_A)
+        self.target = self.module.hparams.target
+        # a correction model: the modules learned target - base target (e.g. gap_hse06_minus_gap_pbesol), and the
+        # predictions are the base ensemble's plus theirs, member by member
+        self.base = base
+        if base is not None:
+            first, _, second = str(self.target).partition(MINUS)
+            if second != base.target or base.members != self.members:
+                raise InputError(f"{where}: a correction model of target {self.target} ({self.members} members) "
+                                 f"cannot correct a base model of {base.target} ({base.members} members)")
+            self.target = first
+
+    @property
+    def members(self) -> int:
+        return len(self.modules)
+
+    @property
+    def fidelity(self) -> str:
+        """The fidelity of a gap model ("hse06" for target gap_hse06)."""
+        return str(self.target).removeprefix("gap_")
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, batch_size: int = 256, device: str = "cpu",
+    def from_checkpoint(cls, path: str | Path | Sequence[str | Path], batch_size: int = 256, device: str = "cpu",
                         workers: int | None = None) -> "GapPredictor":
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: checkpoint not found")
-        try:
-            module = GraphRegressor.load_from_checkpoint(path, map_location=device)
-        except (KeyError, RuntimeError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as err:
-            raise InputError(f"{path}: not a capml GNN checkpoint ({type(err).__name__}: {err})") from err
-        return cls(module, batch_size=batch_size, device=device, workers=workers)
+        """A checkpoint file, a folder of checkpoints (an ensemble) or a list of checkpoint files."""
+        files = checkpoint_files(path)
+        base = None
+        card = Path(path) / "ensemble.json" if isinstance(path, (str, Path)) and Path(path).is_dir() else None
+        if card is not None and card.is_file():
+            correction_to = json.loads(card.read_text()).get("correction_to")
+            if correction_to:
+                base = cls.from_checkpoint(Path(path) / correction_to, batch_size, device, workers)
+        return cls([load_module(f, device) for f in files], batch_size=batch_size, device=device, workers=workers,
+                   where=str(path), base=base)
 
     @torch.inference_mode()
-    def predict_batch(self, structures: Sequence[Atoms], where: str = "<atoms>") -> np.ndarray:
+    def predict_members_batch(self, structures: Sequence[Atoms], where: str = "<atoms>") -> np.ndarray:
+        """(members, structures): every member on one batch graph (shared with the base model of a correction
+        when the cutoffs agree)."""
         graph = batch_graphs(structures, self.cutoff_A, where, workers=self.workers).to(self.device)
-        return self.module.predict_physical(graph).double().cpu().numpy()
+        members = np.stack([m.predict_physical(graph).double().cpu().numpy() for m in self.modules])
+        if self.base is None:
+            return members
+        if self.base.cutoff_A == self.cutoff_A and self.base.base is None:
+            return members + np.stack([m.predict_physical(graph).double().cpu().numpy() for m in self.base.modules])
+        return members + self.base.predict_members_batch(structures, where)
 
-    def predict(self, structures: Iterable[Atoms], where: str = "<atoms>") -> np.ndarray:
-        """Predictions for ``structures`` in the target's units (eV for gaps), in input order."""
-        return np.concatenate(list(self.iter_predict(structures, where)) or [np.empty(0)])
+    def predict_batch(self, structures: Sequence[Atoms], where: str = "<atoms>") -> np.ndarray:
+        return self.predict_members_batch(structures, where).mean(axis=0)
 
-    def iter_predict(self, structures: Iterable[Atoms], where: str = "<atoms>") -> Iterator[np.ndarray]:
-        """One array per batch; ``structures`` may be a lazy iterator (only one batch is held at a time)."""
+    def predict_members(self, structures: Iterable[Atoms], where: str = "<atoms>") -> np.ndarray:
+        """Every member's predictions, shape (members, structures)."""
+        parts = list(self.iter_predict_members(structures, where))
+        return np.concatenate(parts, axis=1) if parts else np.empty((self.members, 0))
+
+    def predict(self, structures: Iterable[Atoms], where: str = "<atoms>",
+                return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predictions for ``structures`` in the target's units (eV for gaps), in input order: the ensemble mean,
+        and with ``return_std`` also the spread over members (NaN for one model)."""
+        members = self.predict_members(structures, where)
+        mean = members.mean(axis=0)
+        if not return_std:
+            return mean
+        return mean, ensemble_std(members)
+
+    def iter_predict_members(self, structures: Iterable[Atoms], where: str = "<atoms>") -> Iterator[np.ndarray]:
         iterator = iter(structures)
         start = 0
         while batch := list(islice(iterator, self.batch_size)):
-            yield self.predict_batch(batch, where=f"{where} (structures {start}..{start + len(batch) - 1})")
+            yield self.predict_members_batch(batch, where=f"{where} (structures {start}..{start + len(batch) - 1})")
             start += len(batch)
+
+    def iter_predict(self, structures: Iterable[Atoms], where: str = "<atoms>") -> Iterator[np.ndarray]:
+        """One array of ensemble means per batch; ``structures`` may be a lazy iterator (one batch held at a time)."""
+        for members in self.iter_predict_members(structures, where):
+            yield members.mean(axis=0)
 
     def predict_file(self, path: str | Path) -> Iterator[np.ndarray]:
         """Stream an ASE-readable file (e.g. an MD trajectory in extxyz) batch by batch."""
@@ -70,3 +157,11 @@ class GapPredictor:
         if not path.is_file():
             raise InputError(f"{path}: structure file not found")
         return self.iter_predict(ase.io.iread(path, index=":"), where=str(path))
+
+
+def ensemble_std(members: np.ndarray) -> np.ndarray:
+    """Standard deviation over ensemble members (axis 0, ddof=1); NaN with a single member."""
+    members = np.asarray(members, float)
+    if members.shape[0] < 2:
+        return np.full(members.shape[1:], np.nan)
+    return members.std(axis=0, ddof=1)

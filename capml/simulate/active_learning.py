@@ -74,14 +74,6 @@ def snapshot_label_inputs(run_name: str, frames: Sequence[Atoms], indices: Seque
     return out
 
 
-def ensemble_spread(predictions: np.ndarray) -> np.ndarray:
-    """Standard deviation over ensemble members (axis 0) per structure, the disagreement score."""
-    predictions = np.asarray(predictions, float)
-    if predictions.ndim != 2 or predictions.shape[0] < 2:
-        raise InputError(f"ensemble predictions of shape {predictions.shape}: expected (members >= 2, structures)")
-    return predictions.std(axis=0, ddof=1)
-
-
 def picks_table(picked: Sequence[Atoms]) -> pd.DataFrame:
     return pd.DataFrame([{k: a.info[k] for k in ("structure_id", "config_id", "x", "temperature", "time_fs",
                                                   "ensemble_std_eV")} for a in picked])
@@ -91,3 +83,93 @@ def read_if_exists(path: Path) -> list[Atoms] | None:
     from capml.io.dataset import read_structures
 
     return read_structures(path) if path.is_file() else None
+
+
+def run_round(cfg, prepare_only: bool = False) -> dict:
+    """One active-learning round on the composed simulate config (``simulate.active_learning``); see the module
+    docstring. Returns the round record (also written as ``round.json``)."""
+    import copy
+    import json
+    import logging
+
+    from omegaconf import OmegaConf, open_dict
+
+    from capml.io.dataset import read_dataset, write_dataset
+    from capml.models.predict import GapPredictor, ensemble_std
+    from capml.simulate import configurations as conf_stage
+    from capml.simulate import pipeline as simulate_pipeline
+    from capml.simulate.md import read_trajectory, trajectory_path
+
+    log = logging.getLogger("capml.simulate")
+    a = cfg.simulate.active_learning
+    folder = Path(cfg.workdir) / f"round{a.round}"
+    sub = copy.deepcopy(cfg)
+    with open_dict(sub):
+        sub.workdir = str(folder)
+        sub.seed = int(cfg.seed) + int(a.round)  # each round its own MD noise
+        sub.simulate.x = list(a.x)
+        sub.simulate.temperature = list(a.temperature)
+        sub.simulate.md.n_steps = int(a.md_steps)
+        sub.simulate.md.configurations_per_composition = a.configurations_per_composition
+    prefix = f"{a.id_prefix}r{a.round}_"
+    inputs_path = folder / "label_inputs.extxyz"
+    record_path = folder / "round.json"
+    if inputs_path.is_file() and record_path.is_file():
+        record = json.loads(record_path.read_text())
+        log.info("active learning round %s: label inputs already chosen (%s)", a.round, inputs_path)
+    else:
+        simulate_pipeline.configurations(sub)
+        table = simulate_pipeline._table(sub)
+        relaxed = conf_stage.read_relaxed(folder / "configurations")
+        inputs = relaxed_label_inputs([relaxed[c] for c in table["config_id"]], prefix,
+                                      f"relaxed by {cfg.simulate.mlip_model}") if a.include_relaxed else []
+        simulate_pipeline.md(sub)
+        source = str(a.get("ensemble") or cfg.simulate.gnn_checkpoint)
+        if not Path(source).exists():
+            raise InputError(f"simulate.active_learning.ensemble={source}: not found (expected a folder of GNN "
+                             "checkpoints, an ensemble)")
+        ensemble = GapPredictor.from_checkpoint(source)
+        if ensemble.members < 2:
+            raise InputError(f"simulate.active_learning.ensemble={source}: {ensemble.members} model; the "
+                             "disagreement score needs an ensemble (a folder of at least 2 checkpoints)")
+        picked, scored = [], []
+        x_of = dict(zip(table["config_id"], table["x"]))
+        for cid, temperature, name in simulate_pipeline._md_systems(sub):
+            frames = read_trajectory(trajectory_path(folder / "md", name), a.discard_fs)
+            if not frames:
+                raise InputError(f"{name}: no MD frames after simulate.active_learning.discard_fs={a.discard_fs}")
+            score = ensemble_std(ensemble.predict_members(frames, where=name))
+            times = np.array([f.info["time_fs"] for f in frames])
+            chosen = pick_uncertain(score, times, int(a.picks_per_run), float(a.min_spacing_fs))
+            picked += snapshot_label_inputs(name, frames, chosen, x_of[cid], temperature, score, prefix,
+                                            f"MD of {cfg.simulate.mlip_model}, round {a.round}")
+            scored.append({"run": name, "x": float(x_of[cid]), "temperature_K": float(temperature),
+                           "frames": len(frames), "std_median_eV": float(np.median(score)),
+                           "std_max_eV": float(score.max()), "picked": len(chosen),
+                           "picked_std_mean_eV": float(score[chosen].mean()) if chosen else float("nan")})
+        write_dataset(folder / "picked.extxyz", picked)
+        write_dataset(inputs_path, inputs + picked)
+        record = {"round": int(a.round), "mlip_model": str(cfg.simulate.mlip_model),
+                  "ensemble": source, "ensemble_members": ensemble.members,
+                  "ensemble_target": ensemble.target, "grid": {"x": list(a.x), "temperature_K": list(a.temperature)},
+                  "md": {"steps": int(a.md_steps), "seed": int(sub.seed)},
+                  "relaxed_inputs": len(inputs), "picked_snapshots": len(picked), "runs": scored,
+                  "label_inputs": str(inputs_path), "dataset": str(a.out)}
+        record_path.write_text(json.dumps(record, indent=1))
+        pd.DataFrame(scored).to_csv(folder / "scores.csv", index=False)
+        log.info("active learning round %s: %d relaxed configurations and %d MD snapshots to label -> %s", a.round,
+                 len(inputs), len(picked), inputs_path)
+    if prepare_only or not a.label:
+        return record
+    from capml.labels.run import parse_shard, run_labels
+    from capml.simulate.stages import make_labeller
+
+    labeller = make_labeller(cfg)
+    structures = read_dataset(inputs_path, require=())
+    summary = run_labels(structures, a.out, labeller, subsets={name: 1 for name in labeller.optional},
+                         limit=cfg.label.limit, retry_failed=cfg.label.retry_failed, where=str(inputs_path),
+                         shard=parse_shard(cfg.label.get("shard")))
+    record["labelled"] = {"new": summary.labelled, "skipped": summary.skipped, "failed": summary.failed}
+    log.info("active learning round %s: labelled %d, skipped %d, failed %d -> %s", a.round, summary.labelled,
+             summary.skipped, summary.failed, a.out)
+    return record

@@ -29,6 +29,24 @@ class GapModel(Protocol):
     def predict(self, structures: list[Atoms]) -> np.ndarray: ...
 
 
+def member_predictions(model: GapModel, structures: list[Atoms]) -> np.ndarray:
+    """(members, structures): an ensemble's members (``predict_members``), or one row for a single model."""
+    if hasattr(model, "predict_members"):
+        return np.asarray(model.predict_members(structures), float)
+    return np.asarray(model.predict(structures), float)[None, :]
+
+
+def spread(values: np.ndarray) -> float:
+    """Standard deviation over ensemble members (ddof=1); NaN with one member."""
+    values = np.asarray(values, float)
+    return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+
+
+def quadrature(*errors) -> np.ndarray:
+    """Independent errors combined in quadrature; a NaN term (no ensemble) counts as absent."""
+    return np.sqrt(sum(np.nan_to_num(np.asarray(e, float)) ** 2 for e in errors))
+
+
 def integrated_autocorrelation_time(series: np.ndarray, window_factor: float = 5.0) -> float:
     """τ_int = 1 + 2 Σ ρ(t) in units of the series spacing, with Sokal's self-consistent window
     (stop at the first M >= window_factor * τ_int(M)). 1 for uncorrelated data."""
@@ -74,81 +92,136 @@ def boltzmann_weights(energies_eV: np.ndarray, multiplicities: np.ndarray, tempe
     return w / w.sum()
 
 
-def static_gaps(model: GapModel, relaxed: dict[str, Atoms]) -> dict[str, float]:
-    """Eg(0) per config_id, one batched prediction."""
+def static_gaps(model: GapModel, relaxed: dict[str, Atoms]) -> dict[str, np.ndarray]:
+    """Eg(0) per config_id, one batched prediction: every ensemble member's value (an array of one for a
+    single model)."""
     ids = list(relaxed)
-    return dict(zip(ids, map(float, np.asarray(model.predict([relaxed[i] for i in ids])))))
+    members = member_predictions(model, [relaxed[i] for i in ids])
+    return {cid: members[:, k] for k, cid in enumerate(ids)}
 
 
 def thermal_gaps(model: GapModel, runs: Sequence[tuple[str, float, Sequence[Atoms]]]) -> tuple[pd.DataFrame,
                                                                                                pd.DataFrame]:
     """<Eg>_T per (config_id, temperature) from MD frames; all frames of all runs in one prediction.
 
-    Returns the averages and the gap time series (for autocorrelation plots).
+    The mean is that of the ensemble-mean series over decorrelated snapshots, with the sampling standard error
+    (``gap_T_err_eV``); every member averaged over the same snapshots gives ``gap_T_members_eV`` and the model
+    error of the average (``gap_T_model_err_eV``, spread over members: errors shared by all snapshots do not
+    average out). Returns the averages and the gap time series (for autocorrelation plots).
     """
     frames = [f for _, _, run in runs for f in run]
     if not frames:
         raise InputError("no MD frames after equilibration to average gaps over; lengthen md.n_steps "
                          "or shorten gaps.discard_fs")
-    gaps = np.asarray(model.predict(frames), float)
+    members = member_predictions(model, frames)
+    gaps = members.mean(axis=0)
+    stds = members.std(axis=0, ddof=1) if len(members) > 1 else np.full(len(gaps), np.nan)
     rows, series_rows, start = [], [], 0
     for config_id, temperature, run in runs:
         series = gaps[start:start + len(run)]
+        per_member = members[:, start:start + len(run)]
         start += len(run)
         spacing_fs = run[1].info["time_fs"] - run[0].info["time_fs"] if len(run) > 1 else float("nan")
         avg = decorrelated_average(series)
+        member_means = per_member[:, ::avg.stride_frames].mean(axis=1)
         rows.append({"config_id": config_id, "temperature_K": temperature, "gap_T_eV": avg.mean,
-                     "gap_T_err_eV": avg.stderr, "tau_fs": avg.tau_frames * spacing_fs,
+                     "gap_T_err_eV": avg.stderr, "gap_T_model_err_eV": spread(member_means),
+                     "gap_T_members_eV": member_means, "tau_fs": avg.tau_frames * spacing_fs,
                      "snapshot_spacing_fs": avg.stride_frames * spacing_fs, "n_snapshots": avg.n_snapshots})
         series_rows += [{"config_id": config_id, "temperature_K": temperature, "time_fs": f.info["time_fs"],
-                         "gap_eV": g} for f, g in zip(run, series)]
+                         "gap_eV": g, "gap_std_eV": e} for f, g, e in zip(run, series, stds[start - len(run):start])]
     return pd.DataFrame(rows), pd.DataFrame(series_rows)
 
 
-def summarise(configs: pd.DataFrame, eg0: dict[str, float], thermal: pd.DataFrame) -> tuple[pd.DataFrame,
-                                                                                           pd.DataFrame]:
-    """Per-configuration table and per-(x, T) summary: lowest configuration and Boltzmann average."""
+def summarise(configs: pd.DataFrame, eg0: dict[str, object], thermal: pd.DataFrame) -> tuple[pd.DataFrame,
+                                                                                         pd.DataFrame]:
+    """Per-configuration table and per-(x, T) summary: lowest configuration and Boltzmann average.
+
+    ``eg0`` maps config_id to Eg(0) (a number, or the ensemble members' values). Errors (eV): ``*_err_eV`` the MD
+    sampling error, ``*_model_err_eV`` the ensemble spread (ΔEg per member, so errors common to Eg(0) and <Eg>_T
+    cancel), ``*_total_err_eV`` both in quadrature, and ``*_error_from`` which of the two dominates. In the
+    Boltzmann average, sampling errors of different configurations add in quadrature and model errors linearly
+    (one model errs alike on all of them).
+    """
+    eg0_members = {cid: np.atleast_1d(np.asarray(v, float)) for cid, v in eg0.items()}
     per_config = thermal.merge(configs[["config_id", "x", "multiplicity", "energy_eV", "rank"]], on="config_id")
-    per_config["gap_0_eV"] = per_config["config_id"].map(eg0)
+    if "gap_T_members_eV" not in per_config:
+        per_config["gap_T_members_eV"] = [np.atleast_1d(v) for v in per_config["gap_T_eV"]]
+        per_config["gap_T_model_err_eV"] = np.nan
+    per_config["gap_0_eV"] = per_config["config_id"].map(lambda c: float(eg0_members[c].mean()))
+    per_config["gap_0_model_err_eV"] = per_config["config_id"].map(lambda c: spread(eg0_members[c]))
     per_config["delta_gap_eV"] = per_config["gap_T_eV"] - per_config["gap_0_eV"]
     per_config["delta_gap_percent"] = 100 * per_config["delta_gap_eV"] / per_config["gap_0_eV"]
+    per_config["delta_gap_model_err_eV"] = [
+        spread(t - eg0_members[c]) if len(t) == len(eg0_members[c]) else float("nan")
+        for c, t in zip(per_config["config_id"], per_config["gap_T_members_eV"])]
+    per_config["gap_T_total_err_eV"] = quadrature(per_config["gap_T_err_eV"], per_config["gap_T_model_err_eV"])
+    per_config["delta_gap_total_err_eV"] = quadrature(per_config["gap_T_err_eV"],
+                                                      per_config["delta_gap_model_err_eV"])
+    per_config["delta_gap_percent_err"] = 100 * per_config["delta_gap_total_err_eV"] / per_config["gap_0_eV"]
+    per_config["error_from"] = dominant(per_config["gap_T_err_eV"], per_config["delta_gap_model_err_eV"])
     rows = []
     for (x, temperature), group in per_config.groupby(["x", "temperature_K"]):
         low = group.loc[group["energy_eV"].idxmin()]
         w = boltzmann_weights(group["energy_eV"], group["multiplicity"], temperature)
         gap_0 = float(w @ group["gap_0_eV"])
         gap_t = float(w @ group["gap_T_eV"])
+        sampling = float(np.sqrt(w**2 @ group["gap_T_err_eV"] ** 2))
+        model_t = float(w @ group["gap_T_model_err_eV"])
+        model_delta = float(w @ group["delta_gap_model_err_eV"])
         rows.append({
             "x": x, "temperature_K": temperature,
             "lowest_config": low["config_id"], "lowest_gap_0_eV": low["gap_0_eV"],
+            "lowest_gap_0_model_err_eV": low["gap_0_model_err_eV"],
             "lowest_gap_T_eV": low["gap_T_eV"], "lowest_gap_T_err_eV": low["gap_T_err_eV"],
-            "lowest_delta_gap_eV": low["delta_gap_eV"], "lowest_delta_gap_percent": low["delta_gap_percent"],
+            "lowest_gap_T_model_err_eV": low["gap_T_model_err_eV"],
+            "lowest_gap_T_total_err_eV": low["gap_T_total_err_eV"],
+            "lowest_delta_gap_eV": low["delta_gap_eV"], "lowest_delta_gap_total_err_eV": low["delta_gap_total_err_eV"],
+            "lowest_delta_gap_percent": low["delta_gap_percent"],
+            "lowest_delta_gap_percent_err": low["delta_gap_percent_err"], "lowest_error_from": low["error_from"],
             "n_configs": len(group), "boltzmann_gap_0_eV": gap_0, "boltzmann_gap_T_eV": gap_t,
-            "boltzmann_gap_T_err_eV": float(np.sqrt(w**2 @ group["gap_T_err_eV"] ** 2)),
-            "boltzmann_delta_gap_eV": gap_t - gap_0, "boltzmann_delta_gap_percent": 100 * (gap_t - gap_0) / gap_0,
+            "boltzmann_gap_T_err_eV": sampling, "boltzmann_gap_T_model_err_eV": model_t,
+            "boltzmann_gap_T_total_err_eV": float(quadrature(sampling, model_t)),
+            "boltzmann_delta_gap_eV": gap_t - gap_0,
+            "boltzmann_delta_gap_total_err_eV": float(quadrature(sampling, model_delta)),
+            "boltzmann_delta_gap_percent": 100 * (gap_t - gap_0) / gap_0,
+            "boltzmann_error_from": dominant([sampling], [model_delta])[0],
         })
+    per_config = per_config.drop(columns=["gap_T_members_eV"])
     return per_config.sort_values(["x", "temperature_K", "rank"]), pd.DataFrame(rows)
 
 
-def plot_gaps(summary: pd.DataFrame, path: Path) -> None:
-    """Eg(x) per temperature with Eg(0), and ΔEg(x) in %, lowest configuration and Boltzmann average."""
+def dominant(sampling, model) -> list[str]:
+    """"model" or "sampling": the larger of the ensemble spread and the MD sampling error ("sampling" when there
+    is no ensemble)."""
+    return ["model" if np.isfinite(m) and m > s else "sampling" for s, m in zip(np.asarray(sampling, float),
+                                                                              np.asarray(model, float))]
+
+
+def plot_gaps(summary: pd.DataFrame, path: Path, title: str = "") -> None:
+    """Eg(x) per temperature with Eg(0), and ΔEg(x) in %, lowest configuration and Boltzmann average; error bars
+    are MD sampling and ensemble spread combined."""
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 3.6))
     for i, (temperature, group) in enumerate(summary.groupby("temperature_K")):
         colour = f"C{i}"
-        ax.errorbar(group["x"], group["lowest_gap_T_eV"], group["lowest_gap_T_err_eV"], color=colour, marker="o",
-                    capsize=2, label=f"{temperature:g} K lowest")
-        ax.errorbar(group["x"], group["boltzmann_gap_T_eV"], group["boltzmann_gap_T_err_eV"], color=colour,
+        ax.errorbar(group["x"], group["lowest_gap_T_eV"], group["lowest_gap_T_total_err_eV"], color=colour,
+                    marker="o", capsize=2, label=f"{temperature:g} K lowest")
+        ax.errorbar(group["x"], group["boltzmann_gap_T_eV"], group["boltzmann_gap_T_total_err_eV"], color=colour,
                     marker="s", ls="--", capsize=2, mfc="none", label=f"{temperature:g} K Boltzmann")
-        bx.plot(group["x"], group["lowest_delta_gap_percent"], color=colour, marker="o", label=f"{temperature:g} K")
+        bx.errorbar(group["x"], group["lowest_delta_gap_percent"], group["lowest_delta_gap_percent_err"],
+                    color=colour, marker="o", capsize=2, label=f"{temperature:g} K")
         bx.plot(group["x"], group["boltzmann_delta_gap_percent"], color=colour, marker="s", ls="--", mfc="none")
     static = summary.drop_duplicates("x")
-    ax.plot(static["x"], static["lowest_gap_0_eV"], "k:", marker=".", label="Eg(0) lowest")
+    ax.errorbar(static["x"], static["lowest_gap_0_eV"], static["lowest_gap_0_model_err_eV"].fillna(0), fmt="k:",
+                marker=".", capsize=2, label="Eg(0) lowest")
     ax.set_xlabel("x (Br fraction)")
     ax.set_ylabel("Eg (eV)")
     ax.legend(fontsize=7)
     bx.axhline(0, color="k", lw=0.5)
     bx.set_xlabel("x (Br fraction)")
     bx.set_ylabel("ΔEg(T)/Eg(0) (%)")
+    if title:
+        fig.suptitle(title, fontsize=9)
     bx.legend(fontsize=7, title="solid: lowest, dashed: Boltzmann", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -38,17 +38,23 @@ def pick_snapshots(runs: Sequence[tuple[str, Sequence[Atoms]]], per_run: int, pr
             atoms = Atoms(frames[k].numbers, frames[k].positions, cell=frames[k].cell, pbc=frames[k].pbc)
             time_fs = float(frames[k].info.get("time_fs", k))
             atoms.info.update(structure_id=f"{prefix}{name}_t{time_fs:g}fs", system=name, time_fs=time_fs,
-                              md_temperature_K=float(frames[k].info.get("temperature_K", np.nan)))
+                              md_temperature_K=float(frames[k].info.get("temperature_K", np.nan)),
+                              config_id=f"{prefix}{name}", sampling="md")
             picked.append(atoms)
     return picked
 
 
-def compare(labelled: Sequence[Atoms], calculator, gap_model, fidelity: str) -> pd.DataFrame:
+def compare(labelled: Sequence[Atoms], calculator, gap_model) -> pd.DataFrame:
     """One row per labelled snapshot: reference against MLIP energy (meV/atom) and forces (MAE, max, eV/Å), and
-    the reference gap ``gap_<fidelity>`` (when the labeller gives one) against the GNN's."""
+    the GNN's gap against the reference of the fidelity it was trained on (``gap_model.fidelity``: a HSE06 model
+    only against gap_hse06; NaN on a snapshot without it), with the ensemble spread where the model has one."""
     if not labelled:
         raise InputError("md_check: no labelled snapshots to compare (did every label fail?)")
-    predicted = np.asarray(gap_model.predict(list(labelled)), dtype=float) if gap_model is not None else None
+    predicted = spread = None
+    fidelity = None
+    if gap_model is not None:
+        fidelity = gap_model.fidelity
+        predicted, spread = (np.asarray(v, dtype=float) for v in gap_model.predict(list(labelled), return_std=True))
     rows = []
     for i, ref in enumerate(labelled):
         atoms = ref.copy()
@@ -57,15 +63,17 @@ def compare(labelled: Sequence[Atoms], calculator, gap_model, fidelity: str) -> 
         e_mlip, f_mlip = atoms.get_potential_energy() / n, atoms.get_forces()
         e_ref, f_ref = float(ref.info["REF_energy"]) / n, ref.arrays["REF_forces"]
         df = f_mlip - f_ref
-        gap_ref = float(ref.info.get(f"gap_{fidelity}", np.nan))
+        gap_ref = float(ref.info.get(f"gap_{fidelity}", np.nan)) if fidelity else np.nan
         gap_gnn = float(predicted[i]) if predicted is not None else np.nan
+        gap_std = float(spread[i]) if spread is not None else np.nan
         rows.append({
             "structure_id": ref.info["structure_id"], "system": ref.info["system"], "time_fs": ref.info["time_fs"],
             "energy_ref_eV_per_atom": e_ref, "energy_mlip_eV_per_atom": e_mlip,
             "energy_error_meV_per_atom": 1000.0 * (e_mlip - e_ref),
             "force_mae_eV_A": float(np.abs(df).mean()), "force_max_error_eV_A": float(np.abs(df).max()),
             "force_rms_ref_eV_A": float(np.sqrt((f_ref ** 2).mean())),
-            "gap_ref_eV": gap_ref, "gap_gnn_eV": gap_gnn, "gap_error_eV": gap_gnn - gap_ref,
+            "gap_fidelity": fidelity or "", "gap_ref_eV": gap_ref, "gap_gnn_eV": gap_gnn,
+            "gap_gnn_std_eV": gap_std, "gap_error_eV": gap_gnn - gap_ref,
         })
     return pd.DataFrame(rows).sort_values(["system", "time_fs"], ignore_index=True)
 

@@ -54,14 +54,25 @@ def _calculator(cfg: DictConfig):
     return ase_calculator(cfg.simulate.mlip_model, cfg.simulate.dtype, cfg.simulate.device)
 
 
-def gap_model(cfg: DictConfig):
-    path = Path(cfg.simulate.gnn_checkpoint)
-    if not path.is_file():
-        raise InputError(f"simulate.gnn_checkpoint={path}: GNN checkpoint not found (train one with train.py "
-                         "or point simulate.gnn_checkpoint at a .ckpt file)")
+def gap_model(cfg: DictConfig, key: str = "gnn_checkpoint"):
+    """The gap model at ``simulate.<key>``: a checkpoint file or a folder of them (an ensemble)."""
+    path = Path(cfg.simulate[key])
+    if not path.exists():
+        raise InputError(f"simulate.{key}={path}: GNN checkpoint not found (train one with train.py "
+                         "or point it at a .ckpt file or a folder of them, an ensemble)")
     from capml.models.predict import GapPredictor
 
     return GapPredictor.from_checkpoint(str(path))
+
+
+def flag_threshold_eV(cfg: DictConfig, model) -> float:
+    """Ensemble spread above which a prediction is flagged as outside the training data: simulate.gaps.flag_std_eV,
+    or the value the ensemble folder's ensemble.json records from its calibration."""
+    value = cfg.simulate.gaps.get("flag_std_eV")
+    if value is not None:
+        return float(value)
+    card = Path(cfg.simulate.gnn_checkpoint) / "ensemble.json"
+    return float(json.loads(card.read_text()).get("flag_std_eV", "nan")) if card.is_file() else float("nan")
 
 
 def configurations(cfg: DictConfig) -> pd.DataFrame:
@@ -136,26 +147,69 @@ def nmd(cfg: DictConfig) -> dict:
 
 
 def gaps(cfg: DictConfig) -> pd.DataFrame:
-    model, table = gap_model(cfg), _table(cfg)
+    """Eg(0), <Eg>_T and ΔEg with the gap model (simulate.gnn_checkpoint, HSE06-level by default), and the same
+    columns of the model beside it (simulate.gnn_checkpoint_beside, PBEsol) with its fidelity as suffix."""
+    table = _table(cfg)
     relaxed = conf_stage.read_relaxed(_folder(cfg, "configurations"))
-    eg0 = gap_stage.static_gaps(model, {cid: relaxed[cid] for cid in table["config_id"]})
     runs = [(cid, t, read_trajectory(trajectory_path(_folder(cfg, "md"), name), cfg.simulate.gaps.discard_fs))
             for cid, t, name in _md_systems(cfg)]
-    thermal, series = gap_stage.thermal_gaps(model, runs)
-    per_config, summary = gap_stage.summarise(table, eg0, thermal)
     out = _folder(cfg, "gaps")
     out.mkdir(parents=True, exist_ok=True)
-    static = table[["config_id", "x", "multiplicity", "energy_eV", "rank"]].assign(
-        gap_0_eV=table["config_id"].map(eg0))
+    model = gap_model(cfg)
+    flag = flag_threshold_eV(cfg, model)
+    static, per_config, summary, series = _gap_tables(model, table, relaxed, runs, flag)
+    if cfg.simulate.get("gnn_checkpoint_beside"):
+        beside = gap_model(cfg, "gnn_checkpoint_beside")
+        if beside.fidelity != model.fidelity:
+            _, other_config, other, _ = _gap_tables(beside, table, relaxed, runs, float("nan"))
+            keys = ["x", "temperature_K"]
+            columns = ["lowest_gap_0_eV", "lowest_gap_T_eV", "lowest_gap_T_total_err_eV", "lowest_delta_gap_percent",
+                       "boltzmann_gap_T_eV", "boltzmann_delta_gap_percent"]
+            summary = summary.merge(other[keys + columns].rename(columns={c: f"{c}_{beside.fidelity}" for c in columns}),
+                                    on=keys, how="left")
+            per_config = per_config.merge(
+                other_config[["config_id", "temperature_K", "gap_0_eV", "gap_T_eV", "delta_gap_percent"]].rename(
+                    columns=lambda c: c if c in ("config_id", "temperature_K") else f"{c}_{beside.fidelity}"),
+                on=["config_id", "temperature_K"], how="left")
     static.to_csv(out / "gaps_static.csv", index=False)
     per_config.to_csv(out / "gaps_per_config.csv", index=False)
     summary.to_csv(out / "gaps_summary.csv", index=False)
     series.to_csv(out / "gap_series.csv", index=False)
-    gap_stage.plot_gaps(summary, out / "eg_x_T.png")
-    log.info("Eg(x, T):\n%s", summary[["x", "temperature_K", "lowest_gap_0_eV", "lowest_gap_T_eV",
-                                      "lowest_gap_T_err_eV", "lowest_delta_gap_percent",
-                                      "boltzmann_delta_gap_percent"]].to_string(index=False))
+    title = f"gap model: {model.fidelity.upper()}, {model.members} member(s); errors: MD sampling and ensemble"
+    gap_stage.plot_gaps(summary, out / "eg_x_T.png", title=title)
+    _log_gap_summary(summary, model, flag, static, per_config)
     return summary
+
+
+def _gap_tables(model, table: pd.DataFrame, relaxed: dict, runs: list, flag_std_eV: float):
+    eg0 = gap_stage.static_gaps(model, {cid: relaxed[cid] for cid in table["config_id"]})
+    thermal, series = gap_stage.thermal_gaps(model, runs)
+    per_config, summary = gap_stage.summarise(table, eg0, thermal)
+    static = table[["config_id", "x", "multiplicity", "energy_eV", "rank"]].assign(
+        gap_0_eV=table["config_id"].map(lambda c: float(eg0[c].mean())),
+        gap_0_model_err_eV=table["config_id"].map(lambda c: gap_stage.spread(eg0[c])))
+    static["outside_training_data"] = static["gap_0_model_err_eV"] > flag_std_eV
+    series["outside_training_data"] = series["gap_std_eV"] > flag_std_eV
+    flagged = series.groupby(["config_id", "temperature_K"])["outside_training_data"].mean().rename(
+        "snapshots_outside_training_data").reset_index()
+    per_config = per_config.merge(flagged, on=["config_id", "temperature_K"], how="left")
+    return static, per_config, summary, series
+
+
+def _log_gap_summary(summary, model, flag_std_eV: float, static, per_config) -> None:
+    shown = ["x", "temperature_K", "lowest_gap_0_eV", "lowest_gap_T_eV", "lowest_gap_T_total_err_eV",
+             "lowest_delta_gap_percent", "lowest_delta_gap_percent_err", "lowest_error_from"]
+    shown += [c for c in summary.columns if c.startswith("lowest_gap_T_eV_") or c.startswith("lowest_delta_gap_percent_")
+              and not c.endswith("_err")]
+    log.info("Eg(x, T) from the %s gap model (%d members; errors: MD sampling and ensemble spread in quadrature):\n%s",
+             model.fidelity.upper(), model.members, summary[shown].round(4).to_string(index=False))
+    for cid in static.loc[static["outside_training_data"], "config_id"]:
+        log.warning("configuration %s: ensemble spread of Eg(0) above %.3f eV, outside the training data", cid,
+                    flag_std_eV)
+    for _, row in per_config[per_config["snapshots_outside_training_data"] > 0].iterrows():
+        log.warning("MD %s at %g K: %.0f %% of the snapshots have an ensemble spread above %.3f eV (outside the "
+                    "training data)", row["config_id"], row["temperature_K"],
+                    100 * row["snapshots_outside_training_data"], flag_std_eV)
 
 
 def modes(cfg: DictConfig) -> dict:

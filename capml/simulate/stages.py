@@ -104,33 +104,57 @@ def md_check(cfg: DictConfig):
     out = Path(cfg.workdir) / "md_check"
     out.mkdir(parents=True, exist_ok=True)
     md_dir = Path(cfg.workdir) / "md"
-    runs = []
-    for _, _, name in simulate_pipeline._md_systems(cfg):
+    runs, run_of = [], {}
+    for cid, temperature, name in simulate_pipeline._md_systems(cfg):
         path = trajectory_path(md_dir, name)
         if not path.exists():
             raise InputError(f"{path}: not found; run `simulate.py stage=md` first")
         runs.append((name, read_trajectory(path)))
+        run_of[name] = (cid, temperature)
     snapshots = md_check_stage.pick_snapshots(runs, c.snapshots_per_run, c.get("id_prefix") or "")
+    x_of = dict(zip(simulate_pipeline._table(cfg)["config_id"], simulate_pipeline._table(cfg)["x"]))
+    for atoms in snapshots:  # dataset metadata: composition and the MD temperature (the split group is the run)
+        cid, temperature = run_of[atoms.info["system"]]
+        atoms.info.update(x=float(x_of[cid]), temperature=float(temperature))
     structures = out / "structures.extxyz"
     write_dataset(structures, snapshots)
     labeller = make_labeller(cfg)
     dataset = out / "dataset.extxyz"
-    summary = run_labels(snapshots, dataset, labeller, limit=c.limit, where=str(structures))
+    # the accurate fidelity on the snapshots too: by default every optional fidelity on every snapshot
+    subsets = (OmegaConf.to_container(c.subsets, resolve=True) if c.get("subsets") is not None
+               else {name: 1 for name in labeller.optional})
+    summary = run_labels(snapshots, dataset, labeller, subsets=subsets, limit=c.limit, where=str(structures),
+                         shard=parse_shard(cfg.label.get("shard")))
+    if cfg.label.get("shard"):
+        log.info("md_check: shard %s labelled %d snapshots; rerun without label.shard to merge and compare",
+                 cfg.label.shard, summary.labelled)
+        return None
     log.info("md_check: labelled %d, skipped %d, failed %d snapshots", summary.labelled, summary.skipped,
              summary.failed)
     labelled = read_dataset(dataset) if dataset.exists() else []
     if not labelled:
         raise InputError(f"{dataset}: no snapshot labelled (failures in {dataset}.failures.jsonl)")
-    gnn = simulate_pipeline.gap_model(cfg) if f"gap_{labeller.fidelity}" in labelled[0].info else None
-    table = md_check_stage.compare(labelled, simulate_pipeline._calculator(cfg), gnn, labeller.fidelity)
+    gnn = simulate_pipeline.gap_model(cfg)
+    if not any(f"gap_{gnn.fidelity}" in a.info for a in labelled):
+        log.warning("md_check: the GNN predicts gap_%s, which no labelled snapshot has (labels give %s); its gap "
+                    "is not compared", gnn.fidelity, sorted(k for k in labelled[0].info if k.startswith("gap_")))
+    table = md_check_stage.compare(labelled, simulate_pipeline._calculator(cfg), gnn)
     table.to_csv(out / md_check_stage.TABLE, index=False)
     md_check_stage.plot(table, out / "md_check.png")
-    log.info("MD snapshots against %s:\n%s", labeller.fidelity, table.drop(
+    log.info("MD snapshots against %s (gap: %s):\n%s", labeller.fidelity, gnn.fidelity, table.drop(
         columns=["structure_id", "energy_ref_eV_per_atom", "energy_mlip_eV_per_atom"]).round(3).to_string(index=False))
     return table
 
 
-STAGES = {"parents": parents, "sample": sample, "label": label, "validate": validate, "data_demo": data_demo,
+def active_learning(cfg: DictConfig) -> dict:
+    """One active-learning round: MD over the grid, snapshots picked by the gap ensemble's disagreement, labelled
+    (see capml.simulate.active_learning)."""
+    from capml.simulate.active_learning import run_round
+
+    return run_round(cfg)
+
+
+STAGES = {"parents": parents, "active_learning": active_learning, "sample": sample, "label": label, "validate": validate, "data_demo": data_demo,
           "md_check": md_check,
           **simulate_pipeline.PIPELINE, "pipeline": simulate_pipeline.pipeline, "demo": simulate_pipeline.pipeline}
 

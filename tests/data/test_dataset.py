@@ -14,7 +14,11 @@ def test_targets_match_the_file(gap_dataset, tmp_path):
     dataset = CrystalGraphDataset(gap_dataset, cache_dir=tmp_path)
     frames = read_dataset(gap_dataset, require=())
     assert len(dataset) == len(frames)
-    assert set(dataset.targets) == {"gap_gfn2", "gap_ipea1", "energy_per_atom", "hydrostatic_stress"}
+    assert set(dataset.targets) == {"gap_gfn2", "gap_ipea1", "gap_gfn2_minus_gap_ipea1", "gap_ipea1_minus_gap_gfn2",
+                                    "energy_per_atom", "hydrostatic_stress"}
+    both = [a for a in frames if "gap_ipea1" in a.info]
+    delta = dataset.target("gap_ipea1_minus_gap_gfn2")
+    assert np.allclose(delta[np.isfinite(delta)], [a.info["gap_ipea1"] - a.info["gap_gfn2"] for a in both], atol=1e-6)
     assert np.allclose(dataset.target("gap_gfn2"), [a.info["gap_gfn2"] for a in frames], atol=1e-6)
     assert np.allclose(dataset.target("energy_per_atom"), [a.info["REF_energy"] / len(a) for a in frames], rtol=1e-6)
     pressure = [-np.mean(np.diag(np.reshape(a.info["REF_stress"], (3, 3)))) for a in frames]
