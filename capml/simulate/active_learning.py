@@ -8,11 +8,14 @@ One round (``simulate.py stage=active_learning simulate.active_learning.round=R`
 4. pick the most uncertain snapshots of each trajectory, at least ``min_spacing_fs`` apart in time;
 5. write the relaxed configurations and the picked snapshots as label inputs (``relaxed.extxyz``,
    ``picked.extxyz``) and label them with the label stage (resumable, shardable, both fidelities);
-6. record the round (``round.json``: models, grid, scores and picks).
+6. record the round (``round.json``: models, grid, scores and picks);
+7. with ``retrain.enabled``, train a new gap ensemble (``train.py`` with ``retrain.overrides``) with the labelled
+   frames of this and every earlier round in its training split (``data.extra_train``), into
+   ``round<R>/ensemble``: the next round scores with it unless ``ensemble`` names another.
 
-Retraining on the labelled round is `train.py ... data.extra_train=[...]` (GNN) and `mlip.extra_train=[...]`
-(MACE): the round's dataset is a dataset file like any other. Every input is written once per round and reused
-by a rerun, so a killed round resumes where it stopped.
+The MLIP is refitted the same way by hand (`train.py experiment=mlip_finetune mlip.extra_train=[...]`): a
+round's dataset is a dataset file like any other. Every input is written once per round and reused by a rerun,
+and labelling is resumable, so a killed round resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -124,7 +127,7 @@ def run_round(cfg, prepare_only: bool = False) -> dict:
         inputs = relaxed_label_inputs([relaxed[c] for c in table["config_id"]], prefix,
                                       f"relaxed by {cfg.simulate.mlip_model}") if a.include_relaxed else []
         simulate_pipeline.md(sub)
-        source = str(a.get("ensemble") or cfg.simulate.gnn_checkpoint)
+        source = str(a.get("ensemble") or _previous_ensemble(folder) or cfg.simulate.gnn_checkpoint)
         if not Path(source).exists():
             raise InputError(f"simulate.active_learning.ensemble={source}: not found (expected a folder of GNN "
                              "checkpoints, an ensemble)")
@@ -172,4 +175,40 @@ def run_round(cfg, prepare_only: bool = False) -> dict:
     record["labelled"] = {"new": summary.labelled, "skipped": summary.skipped, "failed": summary.failed}
     log.info("active learning round %s: labelled %d, skipped %d, failed %d -> %s", a.round, summary.labelled,
              summary.skipped, summary.failed, a.out)
+    if a.retrain.enabled and not cfg.label.get("shard"):
+        record["retrained"] = retrain(folder, a)
+    record_path.write_text(json.dumps(record, indent=1))
     return record
+
+
+def _previous_ensemble(folder: Path) -> Path | None:
+    """The ensemble the previous round retrained, if it did."""
+    round_number = int(folder.name.removeprefix("round"))
+    previous = folder.parent / f"round{round_number - 1}" / "ensemble"
+    return previous if (previous / "ensemble.json").is_file() else None
+
+
+def retrain(folder: Path, plan) -> dict:
+    """A new gap ensemble with the labelled frames of this and the earlier rounds as extra training data (train.py
+    in a subprocess, so its Hydra run is its own); returns what it ran and where the ensemble is."""
+    import json
+    import subprocess
+    import sys
+
+    from capml.cli import ROOT
+
+    datasets = []
+    for k in range(int(plan.round) + 1):
+        record = folder.parent / f"round{k}" / "round.json"
+        path = Path(json.loads(record.read_text())["dataset"]) if record.is_file() else None
+        if path is not None and path.is_file():
+            datasets.append(str(path.resolve()))
+    export = folder / "ensemble"
+    command = [sys.executable, str(ROOT / "train.py"), *plan.retrain.overrides,
+               f"ensemble.members={int(plan.retrain.members)}", f"ensemble.export_dir={export}",
+               f"data.extra_train=[{','.join(datasets)}]", f"paths.output_dir={folder / 'train'}"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise InputError(f"active learning retrain failed ({' '.join(command[1:])}): "
+                         f"{(result.stderr.strip().splitlines() or ['no message'])[-1]}")
+    return {"command": command[1:], "extra_train": datasets, "ensemble": str(export)}

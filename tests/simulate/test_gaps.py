@@ -86,3 +86,43 @@ def test_thermal_gaps_and_summary_tables():
         100 * (row["boltzmann_gap_T_eV"] - row["boltzmann_gap_0_eV"]) / row["boltzmann_gap_0_eV"])
     assert set(per_config["delta_gap_percent"].round(6)) == set(
         (100 * (per_config["gap_T_eV"] - per_config["gap_0_eV"]) / per_config["gap_0_eV"]).round(6))
+
+
+class OffsetEnsemble:
+    """Three toy members: LinearGap plus a constant offset each (0, 0.1, 0.2 eV)."""
+
+    offsets = np.array([0.0, 0.1, 0.2])
+
+    def predict_members(self, structures):
+        return LinearGap().predict(structures)[None, :] + self.offsets[:, None]
+
+    def predict(self, structures):
+        return self.predict_members(structures).mean(0)
+
+
+def test_ensemble_errors_offsets_cancel_in_delta_and_combine_in_quadrature():
+    from capml.simulate.gaps import static_gaps
+
+    frames = []
+    for t, x in enumerate(ar1(0.5, 400, seed=2)):
+        atoms = Atoms("H", positions=[[0.1 * x, 0, 0]])
+        atoms.info["time_fs"] = 10.0 * t
+        frames.append(atoms)
+    model = OffsetEnsemble()
+    thermal, series = thermal_gaps(model, [("a", 300.0, frames)])
+    start = Atoms("H", positions=[[0.0, 0, 0]])
+    eg0 = static_gaps(model, {"a": start})
+    np.testing.assert_allclose(eg0["a"], 2.0 + model.offsets)
+    configs = pd.DataFrame({"config_id": ["a"], "x": [0.0], "multiplicity": [1], "energy_eV": [0.0], "rank": [0]})
+    per_config, summary = summarise(configs, eg0, thermal)
+    row = per_config.iloc[0]
+    assert row["gap_0_eV"] == pytest.approx(2.1) and row["gap_0_model_err_eV"] == pytest.approx(0.1)
+    # every member averages the same snapshots: <Eg>_T members differ by the offsets, std 0.1 eV
+    assert row["gap_T_model_err_eV"] == pytest.approx(0.1)
+    # ... and the offsets cancel in ΔEg, so the error of ΔEg is the sampling error alone
+    assert row["delta_gap_model_err_eV"] == pytest.approx(0.0, abs=1e-12)
+    assert row["delta_gap_total_err_eV"] == pytest.approx(row["gap_T_err_eV"])
+    assert row["gap_T_total_err_eV"] == pytest.approx(np.hypot(row["gap_T_err_eV"], 0.1))
+    assert row["error_from"] == "sampling"
+    assert summary.iloc[0]["lowest_gap_T_total_err_eV"] == pytest.approx(row["gap_T_total_err_eV"])
+    assert np.allclose(series["gap_std_eV"], 0.1)
