@@ -27,7 +27,8 @@ bench: install
 
 # regenerate the bundled dataset's data card and plots (run before committing a grown dataset)
 card: install
-	$(PY) -m capml.io.report data/ag3sbri/dataset.extxyz --card data/ag3sbri/README.md
+	$(PY) -m capml.io.report data/ag3sbri/dataset.extxyz --card data/ag3sbri/README.md \
+	    --extra data/ag3sbri/relaxed.extxyz data/ag3sbri/al_round*.extxyz data/ag3sbri/md_check_*.extxyz
 
 clean:
 	rm -rf runs outputs multirun .pytest_cache

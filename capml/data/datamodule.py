@@ -76,6 +76,7 @@ class GraphDataModule(pl.LightningDataModule):
         cv_folds: int | None = None,
         cv_fold: int = 0,
         cv_seed: int | None = None,
+        descriptors: str | None = None,
     ):
         super().__init__()
         self.path = Path(path)
@@ -93,6 +94,12 @@ class GraphDataModule(pl.LightningDataModule):
         self.cv_folds = cv_folds
         self.cv_fold = int(cv_fold)
         self.cv_seed = split_seed if cv_seed is None else int(cv_seed)
+        # node inputs: elemental features, plus a MACE model's invariant descriptors when named
+        self.descriptors = None
+        if descriptors:
+            from capml.graphs.descriptors import portable
+
+            self.descriptors = portable(descriptors)
         if cv_folds is not None and not 0 <= self.cv_fold < cv_folds:
             raise InputError(f"data.cv_fold={cv_fold}: expected 0..{cv_folds - 1} (data.cv_folds={cv_folds})")
         self.extra: list[tuple[CrystalGraphDataset, np.ndarray]] = []
@@ -102,7 +109,7 @@ class GraphDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
             return
-        dataset = CrystalGraphDataset(self.path, self.cutoff_A, self.cache_dir)
+        dataset = CrystalGraphDataset(self.path, self.cutoff_A, self.cache_dir, self.descriptors)
         values = dataset.target(self.target)
         keep = np.isfinite(values)
         if self.max_frames is not None:
@@ -140,7 +147,7 @@ class GraphDataModule(pl.LightningDataModule):
                     f"fractions {list(self.split_fractions)}); add data or change data.split_fractions"
                 )
         self.dataset = dataset
-        self.extra = [self._extra_frames(CrystalGraphDataset(path, self.cutoff_A, self.cache_dir))
+        self.extra = [self._extra_frames(CrystalGraphDataset(path, self.cutoff_A, self.cache_dir, self.descriptors))
                       for path in self.extra_train]
         refuse_repeated_ids([(str(d.path), [info.get("structure_id") for info in d.meta["info"]])
                              for d in [dataset] + [extra for extra, _ in self.extra]],

@@ -66,13 +66,20 @@ def file_digest(path: Path) -> str:
 class CrystalGraphDataset(InMemoryDataset):
     """Graphs of every frame in ``path`` with all available targets as per-graph attributes."""
 
-    def __init__(self, path: str | Path, cutoff_A: float = DEFAULT_CUTOFF_A, cache_dir: str | Path | None = None):
+    def __init__(self, path: str | Path, cutoff_A: float = DEFAULT_CUTOFF_A, cache_dir: str | Path | None = None,
+                 descriptors: str | None = None):
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError(f"{self.path}: dataset file not found (expected a capml extxyz dataset)")
         self.cutoff_A = float(cutoff_A)
+        self.descriptors = descriptors or None
+        features = ",".join(NODE_FEATURES)
+        if self.descriptors:
+            from capml.graphs.descriptors import descriptors_for
+
+            features += f",mace:{descriptors_for(self.descriptors).digest}"
         key = hashlib.sha256(
-            f"{file_digest(self.path)}|{self.cutoff_A}|{','.join(NODE_FEATURES)}|{CACHE_VERSION}".encode()
+            f"{file_digest(self.path)}|{self.cutoff_A}|{features}|{CACHE_VERSION}".encode()
         ).hexdigest()[:16]
         root = Path(cache_dir) if cache_dir else self.path.with_name(self.path.name + ".graphs")
         super().__init__(root=str(root / key))
@@ -94,9 +101,16 @@ class CrystalGraphDataset(InMemoryDataset):
         targets += [name for name, key in zip(DERIVED_TARGETS, (ENERGY_KEY, STRESS_KEY))
                     if any(key in a.info for a in frames)]
         values = {name: target_values(frames, name) for name in targets}
+        extra = None
+        if self.descriptors:
+            from capml.graphs.descriptors import descriptors_for
+
+            extra = descriptors_for(self.descriptors)(frames)
         graphs = []
         for k, atoms in enumerate(tqdm(frames, desc=f"graphs of {self.path.name}", leave=False)):
             graph = atoms_to_graph(atoms, self.cutoff_A, where=f"{self.path}: frame {k}")
+            if extra is not None:
+                graph.x = torch.cat([graph.x, torch.as_tensor(extra[k], dtype=torch.float32)], dim=1)
             for name in targets:
                 graph[name] = torch.tensor([values[name][k]], dtype=torch.float32)
             graphs.append(graph)

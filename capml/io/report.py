@@ -138,7 +138,26 @@ def markdown_counts_and_values(stats: pd.DataFrame) -> str:
     return stats.to_markdown(floatfmt=formats)
 
 
-def write_card(summary: dict, template: str | Path, card: str | Path) -> Path:
+def extra_sets_table(paths) -> str:
+    """One Markdown row per further dataset file (relaxed configurations, MD snapshots): frames, fidelities, kind
+    and temperature counts, mean gaps and label time."""
+    rows = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            continue
+        table = dataset_table(read_dataset(path))
+        gaps = [c for c in table.columns if c.startswith(GAP_PREFIX)]
+        kinds = ", ".join(f"{k} {n}" for k, n in table["sampling"].fillna("?").value_counts().sort_index().items())
+        temps = ", ".join(f"{t:g} K: {n}" for t, n in table["temperature"].dropna().value_counts().sort_index().items())
+        rows.append({"file": f"`{path.name}`", "frames": len(table),
+                     **{f"{g} (n, mean eV)": f"{table[g].notna().sum()}, {table[g].mean():.3f}" for g in gaps},
+                     "kind": kinds, "temperatures": temps or "-",
+                     "label core-hours": f"{np.nansum(table['label_seconds']) / 3600:.1f}"})
+    return pd.DataFrame(rows).fillna("-").to_markdown(index=False) if rows else "(none)"
+
+
+def write_card(summary: dict, template: str | Path, card: str | Path, extra: list | None = None) -> Path:
     """Fill ``template`` (``{name}`` fields from :func:`summarise`) and write the data card ``card``."""
     gaps = summary["gap_counts"]
     fields = {
@@ -148,6 +167,7 @@ def write_card(summary: dict, template: str | Path, card: str | Path) -> Path:
         "label_hours_total": f"{summary['label_hours_total']:.1f}",
         "label_seconds_median": f"{summary['label_seconds_median']:.0f}",
         "n_close_contacts": summary.get("n_close_contacts", 0),
+        "extra_sets": extra_sets_table(extra or []),
         **summary["tables"],
     }
     card = Path(card)
@@ -161,11 +181,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="folder for the plots and tables (default: next to dataset)")
     parser.add_argument("--card", default=None, help="write the data card here (Markdown)")
     parser.add_argument("--template", default=None, help="card template (default: <card folder>/card.template.md)")
+    parser.add_argument("--extra", nargs="*", default=[], help="further dataset files summarised in the card's "
+                        "{extra_sets} table (relaxed configurations, MD snapshots)")
     args = parser.parse_args(argv)
     summary = summarise(args.dataset, args.out or Path(args.dataset).parent)
     if args.card:
         template = args.template or Path(args.card).parent / "card.template.md"
-        print(f"data card: {write_card(summary, template, args.card)}")
+        print(f"data card: {write_card(summary, template, args.card, args.extra)}")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ def target_scaling_for(head: str) -> str:
 
 class GraphRegressor(pl.LightningModule):
     """``network``: registry name plus keyword arguments; ``head``: sigmoid (min-max scaled targets, the
-    paper) or linear (standardised targets); ``feature_scaler``/``target_scaler``: dicts from capml.graphs."""
+    paper) or linear (standardised targets); ``feature_scaler``/``target_scaler``: dicts from capml.graphs;
+    ``descriptors``: the MACE model whose descriptors follow the elemental node features (None: elemental only),
+    recorded so that a checkpoint builds its own inputs."""
 
     def __init__(
         self,
@@ -51,6 +53,7 @@ class GraphRegressor(pl.LightningModule):
         scheduler: str = "plateau",
         scheduler_patience: int = 10,
         max_epochs: int = 100,
+        descriptors: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()

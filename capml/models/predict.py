@@ -62,10 +62,10 @@ class GapPredictor:
         if not modules:
             raise InputError(f"{where}: no model")
         for k, module in enumerate(modules[1:], 1):
-            for key in ("target", "cutoff_A"):
-                if module.hparams[key] != modules[0].hparams[key]:
-                    raise InputError(f"{where}: ensemble member {k} has {key}={module.hparams[key]}, member 0 has "
-                                     f"{modules[0].hparams[key]}; members must agree")
+            for key in ("target", "cutoff_A", "descriptors"):
+                if module.hparams.get(key) != modules[0].hparams.get(key):
+                    raise InputError(f"{where}: ensemble member {k} has {key}={module.hparams.get(key)}, member 0 "
+                                     f"has {modules[0].hparams.get(key)}; members must agree")
         self.modules = [module.to(device).eval() for module in modules]
         self.module = self.modules[0]
         self.batch_size = int(batch_size)
@@ -74,6 +74,7 @@ class GapPredictor:
         self.device = device
         self.cutoff_A = float(self.module.hparams.cutoff_A)
         self.target = self.module.hparams.target
+        self.descriptors = self.module.hparams.get("descriptors")
         # a correction model: the modules learned target - base target (e.g. gap_hse06_minus_gap_pbesol), and the
         # predictions are the base ensemble's plus theirs, member by member
         self.base = base
@@ -111,11 +112,12 @@ class GapPredictor:
     def predict_members_batch(self, structures: Sequence[Atoms], where: str = "<atoms>") -> np.ndarray:
         """(members, structures): every member on one batch graph (shared with the base model of a correction
         when the cutoffs agree)."""
-        graph = batch_graphs(structures, self.cutoff_A, where, workers=self.workers).to(self.device)
+        graph = batch_graphs(structures, self.cutoff_A, where, workers=self.workers,
+                             descriptors=self.descriptors).to(self.device)
         members = np.stack([m.predict_physical(graph).double().cpu().numpy() for m in self.modules])
         if self.base is None:
             return members
-        if self.base.cutoff_A == self.cutoff_A and self.base.base is None:
+        if (self.base.cutoff_A, self.base.descriptors) == (self.cutoff_A, self.descriptors) and self.base.base is None:
             return members + np.stack([m.predict_physical(graph).double().cpu().numpy() for m in self.base.modules])
         return members + self.base.predict_members_batch(structures, where)
 

@@ -49,7 +49,8 @@ def objective(metrics: dict, name: str) -> float:
 
 def build_module(cfg: DictConfig, datamodule) -> GraphRegressor:
     model = cfg.model
-    common = dict(target=datamodule.target, cutoff_A=datamodule.cutoff_A, loss=model.loss, lr=model.lr,
+    common = dict(target=datamodule.target, cutoff_A=datamodule.cutoff_A, descriptors=datamodule.descriptors,
+                  loss=model.loss, lr=model.lr,
                   weight_decay=model.weight_decay, scheduler=model.scheduler,
                   scheduler_patience=model.scheduler_patience, max_epochs=cfg.trainer.max_epochs)
     checkpoint = cfg.finetune.checkpoint
@@ -61,6 +62,9 @@ def build_module(cfg: DictConfig, datamodule) -> GraphRegressor:
     if not Path(checkpoint).is_file():
         raise InputError(f"finetune.checkpoint={checkpoint}: file not found")
     base = GraphRegressor.load_from_checkpoint(checkpoint, map_location="cpu")
+    if base.hparams.get("descriptors") != datamodule.descriptors:
+        raise InputError(f"finetune.checkpoint={checkpoint}: node descriptors {base.hparams.get('descriptors')}, "
+                         f"data.descriptors is {datamodule.descriptors}")
     if abs(base.hparams.cutoff_A - datamodule.cutoff_A) > 1e-9:
         raise InputError(f"finetune.checkpoint={checkpoint}: trained with cutoff {base.hparams.cutoff_A} Å, "
                          f"data.cutoff_A is {datamodule.cutoff_A} Å")

@@ -1,0 +1,101 @@
+"""Node inputs from a MACE potential: the per-atom invariant descriptors of a fitted MLIP.
+
+The fine-tuned MACE has learned the local geometry from many thousands of PBEsol forces; its invariant node
+features (the scalar channels of every interaction layer, as ``MACECalculator.get_descriptors`` returns them)
+then give the gap model a description of each atom's environment that a few hundred gap labels could not teach
+it. Structures are featurised in batches: one model call per batch of cells, not one per cell.
+
+The model is named relative to the capml checkout when it lies inside it (``capml_root:models/...``), so a
+checkpoint that records it works from any clone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from capml.errors import InputError
+
+ROOT_PREFIX = "capml_root:"
+
+
+def portable(path: str | Path) -> str:
+    """``capml_root:<relative>`` for a file inside the checkout, the absolute path otherwise."""
+    from capml.cli import ROOT
+
+    path = Path(path).resolve()
+    try:
+        return ROOT_PREFIX + str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def resolve(name: str) -> Path:
+    from capml.cli import ROOT
+
+    return ROOT / name[len(ROOT_PREFIX):] if name.startswith(ROOT_PREFIX) else Path(name)
+
+
+class MACEDescriptors:
+    """Invariant per-atom descriptors of the MACE model in ``model`` (float64, CPU or CUDA)."""
+
+    def __init__(self, model: str | Path, device: str = "cpu", batch_size: int = 64):
+        from mace.calculators import MACECalculator
+
+        self.name = portable(model) if not str(model).startswith(ROOT_PREFIX) else str(model)
+        path = resolve(self.name)
+        if not path.is_file():
+            raise InputError(f"{path}: MACE model for the descriptors not found (data.mace_descriptors)")
+        try:
+            self.calc = MACECalculator(model_paths=str(path), device=device, default_dtype="float64")
+        except Exception as err:  # torch.load raises many types for a file that is not a model
+            raise InputError(f"{path}: cannot load as a MACE model ({type(err).__name__}: {err})") from err
+        self.model = self.calc.models[0].eval()
+        self.device = device
+        self.batch_size = int(batch_size)
+        with open(path, "rb") as handle:
+            self.digest = hashlib.sha256(handle.read()).hexdigest()[:16]
+        from e3nn import o3
+
+        irreps = o3.Irreps(str(self.model.products[0].linear.irreps_out))
+        self.l_max = irreps.lmax
+        self.n_invariant = irreps.dim // (self.l_max + 1) ** 2
+        self.n_layers = int(self.model.num_interactions)
+        self.width = self.n_invariant * self.n_layers
+
+    def __call__(self, structures: Sequence[Atoms]) -> list[np.ndarray]:
+        """(n_atoms, width) descriptors of each structure."""
+        from mace import data as mace_data
+        from mace.modules.utils import extract_invariant
+        from mace.tools import torch_geometric, torch_tools
+
+        calc = self.calc
+        keyspec = mace_data.KeySpecification(info_keys={}, arrays_keys={})
+        out: list[np.ndarray] = []
+        for start in range(0, len(structures), self.batch_size):
+            chunk = structures[start:start + self.batch_size]
+            with torch_tools.default_dtype("float64"):
+                graphs = [mace_data.AtomicData.from_config(
+                    mace_data.config_from_atoms(Atoms(a.numbers, a.positions, cell=a.cell, pbc=a.pbc),
+                                                key_specification=keyspec, head_name=calc.head),
+                    z_table=calc.z_table, cutoff=calc.r_max, heads=calc.available_heads) for a in chunk]
+            batch = torch_geometric.Batch.from_data_list(graphs).to(self.device)
+            with torch.no_grad():
+                node_feats = self.model(batch.to_dict(), training=False, compute_force=False)["node_feats"]
+            invariant = extract_invariant(node_feats, self.n_layers, self.n_invariant, self.l_max)
+            values = invariant.detach().cpu().numpy()
+            bounds = np.cumsum([0] + [len(a) for a in chunk])
+            out += [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        return out
+
+
+@lru_cache(maxsize=2)
+def descriptors_for(name: str, device: str = "cpu") -> MACEDescriptors:
+    """One loaded featuriser per model (graph building calls this for every batch)."""
+    return MACEDescriptors(name, device)
