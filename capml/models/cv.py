@@ -128,6 +128,9 @@ def run_cv(cfg: DictConfig) -> float:
                "two_stage": OmegaConf.to_container(cfg.two_stage) if cfg.get("two_stage") else None,
                "model": OmegaConf.to_container(cfg.model, resolve=True), "overall": overall,
                "breakdown": breakdown.to_dict(orient="records")}
+    if int(plan.members) > 1:
+        summary["calibration"] = calibration(predictions)
+        (out / "calibration.json").write_text(json.dumps(summary["calibration"], indent=1))
     (out / "cv_metrics.json").write_text(json.dumps(summary, indent=1, default=float))
     plot_cv(predictions, out / "cv.png", f"{cfg.run_name}: {target}, {plan.folds}-fold x {len(plan.seeds)} seeds")
     log.info("cv %s (%d folds x %d seeds, %d member(s)):\n%s", target, plan.folds, len(plan.seeds), plan.members,
@@ -168,6 +171,21 @@ def cv_breakdown(predictions: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_std"] = float(frame[metric].std(ddof=1)) if len(frame) > 1 else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def calibration(predictions: pd.DataFrame, coverage: float = 0.6827, flag_quantile: float = 0.95) -> dict:
+    """How well the ensemble spread predicts the held-out error, and the factor that makes it right: ``std_scale``
+    is the ``coverage`` quantile of |error| / spread (so that that fraction of errors falls inside one scaled
+    spread, as for a normal error), and ``flag_std_eV`` the ``flag_quantile`` quantile of the scaled spread over
+    the held-out structures: a prediction whose scaled spread exceeds it is unlike the data."""
+    part = predictions[predictions["y_std"] > 0]
+    ratio = np.abs(part["error"]) / part["y_std"]
+    scale = float(np.quantile(ratio, coverage))
+    return {"n": int(len(part)), "within_1std_raw": float((ratio <= 1).mean()),
+            "within_2std_raw": float((ratio <= 2).mean()), "std_scale": scale,
+            "within_1std_scaled": float((ratio <= scale).mean()), "within_2std_scaled": float((ratio <= 2 * scale).mean()),
+            "flag_std_eV": float(np.quantile(scale * part["y_std"], flag_quantile)),
+            "note": "from grouped k-fold cross-validation with an ensemble per fold (capml.models.cv)"}
 
 
 def plot_cv(predictions: pd.DataFrame, path: Path, title: str) -> None:

@@ -78,6 +78,9 @@ class GapPredictor:
         # a correction model: the modules learned target - base target (e.g. gap_hse06_minus_gap_pbesol), and the
         # predictions are the base ensemble's plus theirs, member by member
         self.base = base
+        # from a cross-validated calibration (ensemble.json "std_scale"): member deviations from the mean are
+        # stretched by it, so every spread computed from the members is the calibrated one
+        self.std_scale = 1.0
         if base is not None:
             first, _, second = str(self.target).partition(MINUS)
             if second != base.target or base.members != self.members:
@@ -101,12 +104,14 @@ class GapPredictor:
         files = checkpoint_files(path)
         base = None
         card = Path(path) / "ensemble.json" if isinstance(path, (str, Path)) and Path(path).is_dir() else None
-        if card is not None and card.is_file():
-            correction_to = json.loads(card.read_text()).get("correction_to")
-            if correction_to:
-                base = cls.from_checkpoint(Path(path) / correction_to, batch_size, device, workers)
-        return cls([load_module(f, device) for f in files], batch_size=batch_size, device=device, workers=workers,
-                   where=str(path), base=base)
+        record = json.loads(card.read_text()) if card is not None and card.is_file() else {}
+        if record.get("correction_to"):
+            base = cls.from_checkpoint(Path(path) / record["correction_to"], batch_size, device, workers)
+            base.std_scale = 1.0  # the calibration is that of the sum
+        model = cls([load_module(f, device) for f in files], batch_size=batch_size, device=device, workers=workers,
+                    where=str(path), base=base)
+        model.std_scale = float(record.get("calibration", {}).get("std_scale", 1.0))
+        return model
 
     @torch.inference_mode()
     def predict_members_batch(self, structures: Sequence[Atoms], where: str = "<atoms>") -> np.ndarray:
@@ -125,9 +130,14 @@ class GapPredictor:
         return self.predict_members_batch(structures, where).mean(axis=0)
 
     def predict_members(self, structures: Iterable[Atoms], where: str = "<atoms>") -> np.ndarray:
-        """Every member's predictions, shape (members, structures)."""
+        """Every member's predictions, shape (members, structures), with deviations from the ensemble mean
+        stretched by the calibrated ``std_scale`` (1 when uncalibrated)."""
         parts = list(self.iter_predict_members(structures, where))
-        return np.concatenate(parts, axis=1) if parts else np.empty((self.members, 0))
+        members = np.concatenate(parts, axis=1) if parts else np.empty((self.members, 0))
+        if self.std_scale == 1.0:
+            return members
+        mean = members.mean(axis=0)
+        return mean + self.std_scale * (members - mean)
 
     def predict(self, structures: Iterable[Atoms], where: str = "<atoms>",
                 return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:

@@ -206,6 +206,9 @@ def run_ensemble(cfg: DictConfig) -> float:
             "members": len(results), "data": str(cfg.data.path),
             "extra_train": [str(p) for p in cfg.data.get("extra_train") or []],
             "model": OmegaConf.to_container(cfg.model, resolve=True), "per_member": results}
+    if plan.get("calibration"):  # calibration.json of a cross-validation with ensembles (capml.models.cv)
+        card["calibration"] = json.loads(Path(plan.calibration).read_text())
+        card["flag_std_eV"] = card["calibration"]["flag_std_eV"]
     if plan.get("flag_std_eV") is not None:
         card["flag_std_eV"] = float(plan.flag_std_eV)
     if plan.get("correction_to"):  # this ensemble learns target - base target; GapPredictor adds the base ensemble

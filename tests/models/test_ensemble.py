@@ -137,3 +137,29 @@ def test_cross_validation_predicts_every_labelled_frame_once_per_seed(gap_datase
     assert overall["mae_mean"] == pytest.approx(np.mean(per_seed))
     assert 0 <= overall["within_1std_mean"] <= overall["within_2std_mean"] <= 1
     assert (out / "cv.png").exists() and (out / "cv_breakdown.csv").exists()
+
+
+def test_calibration_scale_against_a_known_error_distribution(ensemble_dir, gap_dataset):
+    from capml.models.cv import calibration
+
+    rng = np.random.default_rng(0)
+    std = rng.uniform(0.05, 0.2, 20000)
+    error = rng.normal(0.0, 2.0 * std)  # the spread is too small by exactly 2
+    result = calibration(pd.DataFrame({"y_std": std, "error": error}))
+    assert result["std_scale"] == pytest.approx(2.0, rel=0.03)
+    assert result["within_1std_raw"] == pytest.approx(0.383, abs=0.01)  # P(|z| < 1/2) for a normal z
+    assert result["within_1std_scaled"] == pytest.approx(0.683, abs=0.01)
+    assert result["within_2std_scaled"] == pytest.approx(0.954, abs=0.01)
+    assert result["flag_std_eV"] == pytest.approx(2.0 * np.quantile(std, 0.95), rel=0.03)
+    # an ensemble with that calibration reports twice the spread, the same mean
+    folder = ensemble_dir / "gfn2"
+    card = json.loads((folder / "ensemble.json").read_text())
+    frames = read_dataset(gap_dataset, require=())[:5]
+    raw_mean, raw_std = GapPredictor.from_checkpoint(folder).predict(frames, return_std=True)
+    (folder / "ensemble.json").write_text(json.dumps({**card, "calibration": {"std_scale": 2.0}}))
+    try:
+        mean, scaled = GapPredictor.from_checkpoint(folder).predict(frames, return_std=True)
+    finally:
+        (folder / "ensemble.json").write_text(json.dumps(card))
+    np.testing.assert_allclose(mean, raw_mean, atol=1e-9)
+    np.testing.assert_allclose(scaled, 2.0 * raw_std, rtol=1e-9)
