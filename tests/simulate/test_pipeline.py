@@ -92,3 +92,43 @@ def test_slurm_launcher_config_composes(tmp_path):
                       return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.partition == "gpu" and cfg.hydra.launcher.cpus_per_task == 8
+
+
+def test_gaps_stage_with_an_ensemble_and_a_model_beside(pipeline_run, mace_model_path, trained_run, gap_dataset,
+                                                        tmp_path):
+    """An ensemble gives model errors beside the sampling errors; the model beside adds its fidelity's columns;
+    a flag threshold below every spread flags every configuration and snapshot."""
+    import shutil
+
+    import numpy as np
+
+    from capml.models.predict import GapPredictor
+    from capml.models.train import train_one
+    from tests.conftest import gnn_config
+
+    ensemble = tmp_path / "ensemble"
+    ensemble.mkdir()
+    shutil.copy(trained_run["checkpoint"], ensemble / "member0.ckpt")
+    other = train_one(gnn_config(gap_dataset, tmp_path / "m1", "seed=1"))
+    shutil.copy(other["checkpoint"], ensemble / "member1.ckpt")
+    beside = train_one(gnn_config(gap_dataset, tmp_path / "ipea1", "data.target=gap_ipea1",
+                                  "data.split_fractions=[0.5,0.25,0.25]"))
+    workdir = tmp_path / "run"
+    shutil.copytree(pipeline_run, workdir, ignore=shutil.ignore_patterns("gaps"))
+    overrides = [*tiny_pipeline_overrides(mace_model_path, ensemble), f"simulate.gnn_checkpoint_beside={beside['checkpoint']}",
+                 "simulate.gaps.flag_std_eV=0.0"]
+    summary = run_stage(simulate_config(workdir, "stage=gaps", *overrides))
+    assert {"lowest_gap_T_eV_ipea1", "lowest_delta_gap_percent_ipea1"} <= set(summary.columns)
+    assert (summary["lowest_gap_T_total_err_eV"] >= summary["lowest_gap_T_err_eV"] - 1e-12).all()
+    assert summary["lowest_gap_T_model_err_eV"].notna().all()
+    static = pd.read_csv(workdir / "gaps" / "gaps_static.csv")
+    relaxed = {a.info["config_id"]: a for a in __import__("ase.io", fromlist=["read"]).read(
+        workdir / "configurations" / "relaxed.extxyz", ":")}
+    mean, std = GapPredictor.from_checkpoint(ensemble).predict([relaxed[c] for c in static["config_id"]],
+                                                               return_std=True)
+    np.testing.assert_allclose(static["gap_0_eV"], mean, atol=1e-6)
+    np.testing.assert_allclose(static["gap_0_model_err_eV"], std, atol=1e-6)
+    assert static["outside_training_data"].all()
+    per_config = pd.read_csv(workdir / "gaps" / "gaps_per_config.csv")
+    assert (per_config["snapshots_outside_training_data"] == 1.0).all()
+    assert set(per_config["error_from"]) <= {"model", "sampling"}
