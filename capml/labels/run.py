@@ -110,7 +110,6 @@ def _label_into(structures, ids, mine, out: Path, main_out: Path, labeller: Labe
                 subsets: Mapping[str, int], limit: int | None, retry_failed: bool) -> LabelSummary:
     settings = read_settings(out).merged_with(requested, where=str(out))
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_settings(out, settings)
 
     # a kill between appending a relabelled frame and dropping the old one; frames in input order
     keep_last_per_structure(out, ids)
@@ -125,6 +124,8 @@ def _label_into(structures, ids, mine, out: Path, main_out: Path, labeller: Labe
     skipped = len(mine) - len(todo)
     if limit is not None:
         todo = todo[:limit]
+    if todo or out == main_out:  # a shard with nothing to do leaves no files behind
+        write_settings(out, settings)
     start = time.perf_counter()
     labelled = n_failed = 0
     for i in tqdm(todo, desc=f"labelling ({labeller.fidelity})", unit="structure"):

@@ -112,7 +112,8 @@ def md_check(cfg: DictConfig):
         runs.append((name, read_trajectory(path)))
         run_of[name] = (cid, temperature)
     snapshots = md_check_stage.pick_snapshots(runs, c.snapshots_per_run, c.get("id_prefix") or "")
-    x_of = dict(zip(simulate_pipeline._table(cfg)["config_id"], simulate_pipeline._table(cfg)["x"]))
+    configs = simulate_pipeline._table(cfg)
+    x_of = dict(zip(configs["config_id"], configs["x"]))
     for atoms in snapshots:  # dataset metadata: composition and the MD temperature (the split group is the run)
         cid, temperature = run_of[atoms.info["system"]]
         atoms.info.update(x=float(x_of[cid]), temperature=float(temperature))
