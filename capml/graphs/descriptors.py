@@ -12,6 +12,7 @@ checkpoint that records it works from any clone.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -68,9 +69,23 @@ class MACEDescriptors:
         self.n_invariant = irreps.dim // (self.l_max + 1) ** 2
         self.n_layers = int(self.model.num_interactions)
         self.width = self.n_invariant * self.n_layers
+        # descriptors of recently seen structures (a gap model and the model beside it, or an ensemble's base and
+        # correction, featurise the same MD frames): keyed by numbers, positions and cell
+        self.memory: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.memory_size = 8192
 
     def __call__(self, structures: Sequence[Atoms]) -> list[np.ndarray]:
         """(n_atoms, width) descriptors of each structure."""
+        keys = [a.numbers.tobytes() + a.positions.tobytes() + np.asarray(a.cell).tobytes() for a in structures]
+        out = [self.memory.get(key) for key in keys]
+        missing = [k for k, values in enumerate(out) if values is None]
+        for k, values in zip(missing, self._compute([structures[k] for k in missing]) if missing else []):
+            out[k] = self.memory[keys[k]] = values
+            if len(self.memory) > self.memory_size:
+                self.memory.popitem(last=False)
+        return out
+
+    def _compute(self, structures: Sequence[Atoms]) -> list[np.ndarray]:
         from mace import data as mace_data
         from mace.modules.utils import extract_invariant
         from mace.tools import torch_geometric, torch_tools

@@ -55,3 +55,19 @@ def test_a_checkpoint_trained_with_descriptors_builds_its_own_inputs(mace_path, 
     table = __import__("pandas").read_csv(tmp_path / "run" / "predictions.csv")
     by_id = dict(zip(table["structure_id"].astype(str), table["y_pred"]))
     np.testing.assert_allclose(predictions, [by_id[str(a.info["structure_id"])] for a in frames], atol=1e-5)
+
+
+def test_remembered_descriptors_are_reused_and_bounded(mace_path, gap_dataset):
+    frames = read_dataset(gap_dataset, require=())[:6]
+    featuriser = MACEDescriptors(mace_path)
+    featuriser.memory_size = 4
+    first = featuriser(frames)  # more structures than it remembers: every one still comes back
+    assert len(featuriser.memory) == 4 and all(f.shape == (len(a), 32) for f, a in zip(first, frames))
+    calls = []
+    featuriser._compute, compute = (lambda s: calls.append(len(s)) or compute(s)), featuriser._compute
+    again = featuriser(frames[2:])  # the last four are remembered
+    assert calls == [] and all(np.array_equal(a, b) for a, b in zip(again, first[2:]))
+    moved = frames[0].copy()
+    moved.positions[0] += 0.1
+    featuriser([moved])
+    assert calls == [1]
