@@ -179,7 +179,7 @@ class GraphDataModule(pl.LightningDataModule):
 
     def records(self, split: str) -> tuple[list[str], np.ndarray]:
         """structure_ids and reference targets of ``split``, in the order of :meth:`subset`."""
-        parts = [(self.dataset, self.indices[split])] + (self.extra if split == "train" else [])
+        parts = [(self.dataset, self.indices[split])] + ([e for e in self.extra if len(e[1])] if split == "train" else [])
         ids = [str(d.meta["info"][k].get("structure_id", k)) for d, idx in parts for k in idx]
         return ids, np.concatenate([d.target(self.target)[idx] for d, idx in parts])
 

@@ -97,3 +97,21 @@ def test_extra_train_frames_join_the_training_split_only(gap_dataset, tmp_path):
         module(gap_dataset, tmp_path, target="gap_gfn2", extra_train=[gap_dataset])
     with pytest.raises(InputError, match=r"md.extxyz: structure_id 'md_0' is already in .*md.extxyz"):
         module(gap_dataset, tmp_path, target="gap_gfn2", extra_train=[tmp_path / "md.extxyz"] * 2)
+
+
+def test_an_extra_train_file_without_the_target_adds_nothing(gap_dataset, tmp_path):
+    """A PBEsol-only file among the extra files of a HSE06 model: no frames from it, and no error."""
+    from capml.io.dataset import write_dataset
+
+    frames = read_dataset(gap_dataset, require=())
+    other = [a.copy() for a in frames[:3]]
+    for k, atoms in enumerate(other):
+        atoms.info.pop("gap_ipea1", None)
+        atoms.info["structure_id"] = f"other_{k}"
+    write_dataset(tmp_path / "other.extxyz", other)
+    plain = module(gap_dataset, tmp_path, target="gap_ipea1", split_seed=1, split_fractions=[0.5, 0.25, 0.25])
+    grown = module(gap_dataset, tmp_path, target="gap_ipea1", split_seed=1, split_fractions=[0.5, 0.25, 0.25],
+                   extra_train=[tmp_path / "other.extxyz"])
+    assert grown.n_extra == 0 and grown.records("train")[0] == plain.records("train")[0]
+    assert grown.target_scaler("minmax") == plain.target_scaler("minmax")
+    assert len(grown.subset("train")) == len(plain.subset("train"))
