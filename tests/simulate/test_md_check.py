@@ -50,3 +50,23 @@ def test_pick_snapshots_spacing_and_errors():
         pick_snapshots([("run", frames)], 0)
     with pytest.raises(InputError, match="trajectory run: 1 frame"):
         pick_snapshots([("run", frames[:1])], 2)
+
+
+def test_a_gap_model_is_compared_only_with_its_own_fidelity(trained_run, gap_dataset, mace_model_path):
+    from capml.io.dataset import read_dataset
+    from capml.mlip.calculator import mace_calculator
+    from capml.models.predict import GapPredictor
+    from capml.simulate.md_check import compare
+
+    frames = read_dataset(gap_dataset, require=())[:4]
+    for k, atoms in enumerate(frames):
+        atoms.info.update(system="run", time_fs=float(k))
+    model = GapPredictor.from_checkpoint(trained_run["checkpoint"])  # a gap_gfn2 model
+    table = compare(frames, mace_calculator(mace_model_path), model)
+    assert set(table["gap_fidelity"]) == {"gfn2"}
+    np.testing.assert_allclose(table["gap_ref_eV"], [a.info["gap_gfn2"] for a in frames])
+    other = [a.copy() for a in frames]
+    for atoms in other:
+        atoms.info.pop("gap_gfn2")  # labels of another fidelity only (gap_ipea1 on some)
+    table = compare(other, mace_calculator(mace_model_path), model)
+    assert table["gap_ref_eV"].isna().all() and table["gap_error_eV"].isna().all()
