@@ -21,6 +21,10 @@ while true; do
     log=$($PY simulate.py stage=label "label.structures=$structures" "label.out=$out" labels.subsets.hse06=1 \
           "label.shard=$SHARD" "label.limit=$BATCH" "workdir=runs/labels/queue${SHARD%%/*}" 2>&1)
     echo "$log" | grep -E "labelled [0-9]+, skipped|^error" | sed "s|^|[$(date +%H:%M:%S) $structures] |"
+    if ! echo "$log" | grep -qE "labelled [0-9]+, skipped"; then  # an error, a traceback, a kill: not "done"
+      echo "[label_queue $SHARD] the label run on $structures ended without a summary:"; echo "$log" | tail -5
+      exit 1
+    fi
     if echo "$log" | grep -qE "labelled [1-9][0-9]*, skipped|failed [1-9]"; then did=1; break; fi
   done
   if [ $did -eq 0 ]; then

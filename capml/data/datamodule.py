@@ -129,13 +129,14 @@ class GraphDataModule(pl.LightningDataModule):
         frames = [Atoms(info=dataset.meta["info"][k]) for k in labelled]
         if self.cv_folds:
             # grouped k-fold: the test split is fold cv_fold (folds drawn over every frame of the file, so all
-            # targets share them); validation is drawn from the other folds' groups
+            # targets share them). The other folds are split as a model trained on all the data splits the file
+            # (split_fractions with split_seed), and that split's test part is left unused, so that a member of a
+            # cross-validated ensemble differs from its siblings exactly as a bundled ensemble member does
             fold = grouped_folds([Atoms(info=info) for info in dataset.meta["info"]], self.cv_folds,
                                  self.cv_seed, self.group_key)[labelled]
             rest = np.flatnonzero(fold != self.cv_fold)
-            train_val = np.asarray(self.split_fractions[:2], float)
-            parts = grouped_split([frames[k] for k in rest], list(train_val / train_val.sum()) + [0.0],
-                                  seed=self.split_seed, group_key=self.group_key)
+            parts = grouped_split([frames[k] for k in rest], self.split_fractions, seed=self.split_seed,
+                                  group_key=self.group_key)
             parts = [rest[parts[0]], rest[parts[1]], np.flatnonzero(fold == self.cv_fold)]
         else:
             parts = grouped_split(frames, self.split_fractions, seed=self.split_seed, group_key=self.group_key)

@@ -52,7 +52,7 @@ class MACEDescriptors:
         self.name = portable(model) if not str(model).startswith(ROOT_PREFIX) else str(model)
         path = resolve(self.name)
         if not path.is_file():
-            raise InputError(f"{path}: MACE model for the descriptors not found (data.mace_descriptors)")
+            raise InputError(f"{path}: MACE model for the descriptors not found (data.descriptors)")
         try:
             self.calc = MACECalculator(model_paths=str(path), device=device, default_dtype="float64")
         except Exception as err:  # torch.load raises many types for a file that is not a model
@@ -76,7 +76,8 @@ class MACEDescriptors:
 
     def __call__(self, structures: Sequence[Atoms]) -> list[np.ndarray]:
         """(n_atoms, width) descriptors of each structure."""
-        keys = [a.numbers.tobytes() + a.positions.tobytes() + np.asarray(a.cell).tobytes() for a in structures]
+        keys = [a.numbers.tobytes() + a.positions.tobytes() + np.asarray(a.cell).tobytes() + a.pbc.tobytes()
+                for a in structures]
         out = [self.memory.get(key) for key in keys]
         missing = [k for k, values in enumerate(out) if values is None]
         for k, values in zip(missing, self._compute([structures[k] for k in missing]) if missing else []):

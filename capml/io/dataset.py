@@ -189,6 +189,9 @@ def drop_fidelity(path: str | Path, fidelity: str, structure_ids: Sequence[str] 
     """Remove ``gap_<fidelity>`` from the frames of ``path`` (every frame, or those of ``structure_ids``) for
     labels found wrong; returns how many frames lost it. Dropped from every frame, the fidelity also leaves the
     settings. A resumed label run then computes the fidelity afresh on those structures."""
+    if shard_files(path):
+        raise InputError(f"{path}: shard files of a label run are waiting to be merged; merge them first "
+                         "(an unsharded label run, or --merge-shards)")
     frames = read_complete_frames(path)
     key = GAP_PREFIX + fidelity
     settings = read_settings(path)
@@ -239,8 +242,9 @@ def keep_last_per_structure(path: str | Path, order: Sequence[str] | None = None
         write_dataset(path, [frames[last[sid]] for sid in keys])
 
 
-def read_complete_frames(path: str | Path) -> list[Atoms]:
-    """Frames of a file being appended to; a torn last frame (killed mid-write) is cut off the file."""
+def read_complete_frames(path: str | Path, repair: bool = True) -> list[Atoms]:
+    """Frames of a file being appended to; a torn last frame (killed mid-write) is cut off the file (with
+    ``repair``; a process reading a file that another one owns only skips it)."""
     path = Path(path)
     if not path.exists():
         return []
@@ -256,7 +260,7 @@ def read_complete_frames(path: str | Path) -> list[Atoms]:
         except Exception:
             break
         offset += natoms + 2
-    if offset < len(lines):
+    if offset < len(lines) and repair:
         with open(path, "r+") as handle:
             handle.truncate(len("".join(lines[:offset]).encode()))
     return frames
@@ -311,61 +315,73 @@ def shard_lock(shard: str | Path, blocking: bool = True):
     except BlockingIOError:
         handle.close()
         return None
+    except OSError as err:  # e.g. a cluster file system mounted without flock
+        handle.close()
+        raise InputError(f"{shard}: cannot lock ({err}); label.shard needs a file system with flock") from err
     return handle
 
 
 def shard_files(path: str | Path) -> list[Path]:
+    """The shard files of a label run into ``path``, including shards that wrote only settings or failures (every
+    structure they tried failed)."""
+    import re
+
     path = Path(path)
-    return sorted(path.parent.glob(f"{path.stem}.shard*of*{path.suffix}"))
+    pattern = re.compile(re.escape(path.stem) + r"\.shard\d+of\d+" + re.escape(path.suffix))
+    names = {match.group(0) for f in path.parent.glob(f"{path.stem}.shard*of*{path.suffix}*")
+             if (match := pattern.match(f.name)) and f.name[match.end():] in ("", ".settings.json", ".failures.jsonl")}
+    return sorted(path.parent / name for name in names)
 
 
 def merge_shards(path: str | Path, order: Sequence[str] | None = None) -> tuple[int, int]:
     """Merge the shard files of a label run into ``path``: settings checked per fidelity, each structure once (a
     shard's frame replaces the merged file's, as a relabelled one does), in input order (``order``: the input's
-    structure_ids; ids not in it last) and failures carried over. The merged file is written atomically before
-    the shard files are removed, so a kill loses nothing. Returns (frames merged from shards, frames in all)."""
+    structure_ids; ids not in it last) and failures carried over. Every shard's lock is taken before anything is
+    read (a shard still labelling is refused), the merged file and its failures are written atomically before the
+    shard files are removed, so a kill loses nothing; the lock files stay (a waiting shard keeps a valid lock).
+    Returns (frames merged from shards, frames in all)."""
     path = Path(path)
     shards = shard_files(path)
     if not shards:
         return 0, len(read_complete_frames(path))
-    settings = read_settings(path)
-    frames = {str(a.info.get("structure_id")): a for a in read_complete_frames(path)}
-    first_seen = list(frames)
-    merged = 0
-    failures = []
-    for shard in shards:
-        settings = settings.merged_with(read_settings(shard), where=str(shard))
-        for atoms in read_complete_frames(shard):
-            sid = str(atoms.info.get("structure_id"))
-            if sid not in frames:
-                first_seen.append(sid)
-            frames[sid] = atoms
-            merged += 1
-        if failures_path(shard).exists():
-            failures.append(failures_path(shard).read_text())
     locks = []
-    for shard in shards:
-        lock = shard_lock(shard, blocking=False)
-        if lock is None:
-            for held in locks:
-                held.close()
-            raise InputError(f"{shard}: still being labelled by another process; merge when every shard has ended")
-        locks.append(lock)
-    rank = {sid: i for i, sid in enumerate(order or [])}
-    seen = {sid: k for k, sid in enumerate(first_seen)}
-    keys = sorted(frames, key=lambda sid: (rank.get(sid, len(rank)), seen[sid]))
-    write_dataset(path, [frames[sid] for sid in keys], settings)
-    if failures:
-        known = read_failures(path)
-        with open(failures_path(path), "a") as handle:
-            for text in failures:
-                for line in text.splitlines():
-                    if line.strip() and json.loads(line)["structure_id"] not in known:
-                        handle.write(line + "\n")
-    for shard, lock in zip(shards, locks):
-        for extra in (settings_path(shard), failures_path(shard), shard, Path(lock.name)):
-            extra.unlink(missing_ok=True)
-        lock.close()
+    try:
+        for shard in shards:
+            lock = shard_lock(shard, blocking=False)
+            if lock is None:
+                raise InputError(f"{shard}: still being labelled by another process; merge when every shard has "
+                                 "ended")
+            locks.append(lock)
+        settings = read_settings(path)
+        frames = {str(a.info.get("structure_id")): a for a in read_complete_frames(path)}
+        first_seen = list(frames)
+        merged = 0
+        failures = dict(read_failures(path))
+        for shard in shards:
+            settings = settings.merged_with(read_settings(shard), where=str(shard))
+            for atoms in read_complete_frames(shard):
+                sid = str(atoms.info.get("structure_id"))
+                if sid not in frames:
+                    first_seen.append(sid)
+                frames[sid] = atoms
+                merged += 1
+            for sid, record in read_failures(shard).items():
+                failures.setdefault(sid, record)
+        rank = {sid: i for i, sid in enumerate(order or [])}
+        seen = {sid: k for k, sid in enumerate(first_seen)}
+        keys = sorted(frames, key=lambda sid: (rank.get(sid, len(rank)), seen[sid]))
+        if failures:
+            target = failures_path(path)
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_text("".join(json.dumps(record) + "\n" for record in failures.values()))
+            os.replace(tmp, target)
+        write_dataset(path, [frames[sid] for sid in keys], settings)
+        for shard in shards:
+            for extra in (settings_path(shard), failures_path(shard), shard):
+                extra.unlink(missing_ok=True)
+    finally:
+        for lock in locks:
+            lock.close()
     return merged, len(keys)
 
 
@@ -397,14 +413,15 @@ def main(argv: list[str] | None = None) -> None:
     action.add_argument("--prefix-ids", metavar="P", help="write a copy (--out) with P before every structure_id")
     action.add_argument("--merge-shards", action="store_true",
                         help="merge the shard files of a label.shard run into DATASET (input order from --structures)")
-    parser.add_argument("--structures", help="with --merge-shards: the label run's input, for the frame order")
+    parser.add_argument("--structures", help="with --merge-shards (required there): the label run's input, for the "
+                        "frame order")
     parser.add_argument("--structure", action="append", metavar="ID", help="only this structure_id (repeatable)")
     parser.add_argument("--out", help="the copy written by --prefix-ids")
     args = parser.parse_args(argv)
     if args.merge_shards:
-        order = None
-        if args.structures:
-            order = [str(a.info.get("structure_id")) for a in read_structures(args.structures)]
+        if not args.structures:
+            parser.error("--merge-shards needs --structures (the label run's input: the merged file keeps its order)")
+        order = [str(a.info.get("structure_id")) for a in read_structures(args.structures)]
         merged, total = merge_shards(args.dataset, order)
         print(f"{args.dataset}: {merged} frames merged from shard files, {total} frames in all")
         return

@@ -29,6 +29,7 @@ from capml.io.dataset import (
     read_failures,
     read_settings,
     merge_shards,
+    shard_files,
     shard_lock,
     shard_path,
     validate_frames,
@@ -92,6 +93,10 @@ def run_labels(
     lock = None
     if shard is not None:
         index, count = shard
+        others = [f.name for f in shard_files(main_out) if not f.name.endswith(f"of{count}{main_out.suffix}")]
+        if others:
+            raise InputError(f"label.shard={index}/{count}: {main_out} has shard files of another count ({others[0]});"
+                             " merge them first (an unsharded run or --merge-shards)")
         out = shard_path(main_out, index, count)
         mine = range(index, len(ids), count)
         main_out.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +120,7 @@ def _label_into(structures, ids, mine, out: Path, main_out: Path, labeller: Labe
     keep_last_per_structure(out, ids)
     labelled_keys = {str(a.info.get("structure_id")): set(a.info) for a in read_complete_frames(out)}
     if out != main_out:  # a shard: what the merged file already holds counts as done unless the shard redid it
-        for atoms in read_complete_frames(main_out):
+        for atoms in read_complete_frames(main_out, repair=False):
             labelled_keys.setdefault(str(atoms.info.get("structure_id")), set(atoms.info))
     failed = {} if retry_failed else {**read_failures(main_out), **read_failures(out)}
     # finished: labelled, with every optional fidelity its subset asks for (one dropped as wrong is redone)

@@ -92,16 +92,11 @@ def run_round(cfg, prepare_only: bool = False) -> dict:
     """One active-learning round on the composed simulate config (``simulate.active_learning``); see the module
     docstring. Returns the round record (also written as ``round.json``)."""
     import copy
-    import json
     import logging
 
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
-    from capml.io.dataset import read_dataset, write_dataset
-    from capml.models.predict import GapPredictor, ensemble_std
-    from capml.simulate import configurations as conf_stage
-    from capml.simulate import pipeline as simulate_pipeline
-    from capml.simulate.md import read_trajectory, trajectory_path
+    from capml.io.dataset import shard_lock
 
     log = logging.getLogger("capml.simulate")
     a = cfg.simulate.active_learning
@@ -117,56 +112,88 @@ def run_round(cfg, prepare_only: bool = False) -> dict:
     prefix = f"{a.id_prefix}r{a.round}_"
     inputs_path = folder / "label_inputs.extxyz"
     record_path = folder / "round.json"
-    if inputs_path.is_file() and record_path.is_file():
-        record = json.loads(record_path.read_text())
-        log.info("active learning round %s: label inputs already chosen (%s)", a.round, inputs_path)
-    else:
-        simulate_pipeline.configurations(sub)
-        table = simulate_pipeline._table(sub)
-        relaxed = conf_stage.read_relaxed(folder / "configurations")
-        inputs = relaxed_label_inputs([relaxed[c] for c in table["config_id"]], prefix,
-                                      f"relaxed by {cfg.simulate.mlip_model}") if a.include_relaxed else []
-        simulate_pipeline.md(sub)
-        source = str(a.get("ensemble") or _previous_ensemble(folder) or cfg.simulate.gnn_checkpoint)
-        if not Path(source).exists():
-            raise InputError(f"simulate.active_learning.ensemble={source}: not found (expected a folder of GNN "
-                             "checkpoints, an ensemble)")
-        ensemble = GapPredictor.from_checkpoint(source)
-        if ensemble.members < 2:
-            raise InputError(f"simulate.active_learning.ensemble={source}: {ensemble.members} model; the "
-                             "disagreement score needs an ensemble (a folder of at least 2 checkpoints)")
-        picked, scored = [], []
-        x_of = dict(zip(table["config_id"], table["x"]))
-        for cid, temperature, name in simulate_pipeline._md_systems(sub):
-            frames = read_trajectory(trajectory_path(folder / "md", name), a.discard_fs)
-            if not frames:
-                raise InputError(f"{name}: no MD frames after simulate.active_learning.discard_fs={a.discard_fs}")
-            score = ensemble_std(ensemble.predict_members(frames, where=name))
-            times = np.array([f.info["time_fs"] for f in frames])
-            chosen = pick_uncertain(score, times, int(a.picks_per_run), float(a.min_spacing_fs))
-            picked += snapshot_label_inputs(name, frames, chosen, x_of[cid], temperature, score, prefix,
-                                            f"MD of {cfg.simulate.mlip_model}, round {a.round}")
-            scored.append({"run": name, "x": float(x_of[cid]), "temperature_K": float(temperature),
-                           "frames": len(frames), "std_median_eV": float(np.median(score)),
-                           "std_max_eV": float(score.max()), "picked": len(chosen),
-                           "picked_std_mean_eV": float(score[chosen].mean()) if chosen else float("nan")})
-        write_dataset(folder / "picked.extxyz", picked)
-        write_dataset(inputs_path, inputs + picked)
-        record = {"round": int(a.round), "mlip_model": str(cfg.simulate.mlip_model),
-                  "ensemble": source, "ensemble_members": ensemble.members,
-                  "ensemble_target": ensemble.target, "grid": {"x": list(a.x), "temperature_K": list(a.temperature)},
-                  "md": {"steps": int(a.md_steps), "seed": int(sub.seed)},
-                  "relaxed_inputs": len(inputs), "picked_snapshots": len(picked), "runs": scored,
-                  "label_inputs": str(inputs_path), "dataset": str(a.out)}
-        record_path.write_text(json.dumps(record, indent=1))
-        pd.DataFrame(scored).to_csv(folder / "scores.csv", index=False)
-        log.info("active learning round %s: %d relaxed configurations and %d MD snapshots to label -> %s", a.round,
-                 len(inputs), len(picked), inputs_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    with shard_lock(folder / "round"):  # two label shards started at once: one chooses, the other waits
+        record = _choose(cfg, sub, folder, prefix, inputs_path, record_path, log)
     if prepare_only or not a.label:
         return record
+    return _label_round(cfg, folder, inputs_path, record_path, record, log)
+
+
+def _choose(cfg, sub, folder: Path, prefix: str, inputs_path: Path, record_path: Path, log) -> dict:
+    """Steps 1-4: relaxations, MD, ensemble scores and picks, written once per round (reused by a rerun)."""
+    import json
+
+    from capml.io.dataset import write_dataset
+    from capml.models.predict import GapPredictor, ensemble_std
+    from capml.simulate import configurations as conf_stage
+    from capml.simulate import pipeline as simulate_pipeline
+    from capml.simulate.md import read_trajectory, trajectory_path
+
+    a = cfg.simulate.active_learning
+    if inputs_path.is_file() and record_path.is_file():
+        log.info("active learning round %s: label inputs already chosen (%s)", a.round, inputs_path)
+        return json.loads(record_path.read_text())
+    simulate_pipeline.configurations(sub)
+    table = simulate_pipeline._table(sub)
+    relaxed = conf_stage.read_relaxed(folder / "configurations")
+    inputs = relaxed_label_inputs([relaxed[c] for c in table["config_id"]], prefix,
+                                  f"relaxed by {cfg.simulate.mlip_model}") if a.include_relaxed else []
+    simulate_pipeline.md(sub)
+    source = str(a.get("ensemble") or _previous_ensemble(folder) or cfg.simulate.gnn_checkpoint)
+    if not Path(source).exists():
+        raise InputError(f"simulate.active_learning.ensemble={source}: not found (expected a folder of GNN "
+                         "checkpoints, an ensemble)")
+    ensemble = GapPredictor.from_checkpoint(source)
+    if ensemble.members < 2:
+        raise InputError(f"simulate.active_learning.ensemble={source}: {ensemble.members} model; the "
+                         "disagreement score needs an ensemble (a folder of at least 2 checkpoints)")
+    picked, scored = [], []
+    x_of = dict(zip(table["config_id"], table["x"]))
+    for cid, temperature, name in simulate_pipeline._md_systems(sub):
+        frames = read_trajectory(trajectory_path(folder / "md", name), a.discard_fs)
+        if not frames:
+            raise InputError(f"{name}: no MD frames after simulate.active_learning.discard_fs={a.discard_fs}")
+        score = ensemble_std(ensemble.predict_members(frames, where=name))
+        times = np.array([f.info["time_fs"] for f in frames])
+        chosen = pick_uncertain(score, times, int(a.picks_per_run), float(a.min_spacing_fs))
+        picked += snapshot_label_inputs(name, frames, chosen, x_of[cid], temperature, score, prefix,
+                                        f"MD of {cfg.simulate.mlip_model}, round {a.round}")
+        scored.append({"run": name, "x": float(x_of[cid]), "temperature_K": float(temperature),
+                       "frames": len(frames), "std_median_eV": float(np.median(score)),
+                       "std_max_eV": float(score.max()), "picked": len(chosen),
+                       "picked_std_mean_eV": float(score[chosen].mean()) if chosen else float("nan")})
+    write_dataset(folder / "picked.extxyz", picked)
+    write_dataset(inputs_path, inputs + picked)
+    record = {"round": int(a.round), "mlip_model": str(cfg.simulate.mlip_model),
+              "ensemble": source, "ensemble_members": ensemble.members,
+              "ensemble_target": ensemble.target, "grid": {"x": list(a.x), "temperature_K": list(a.temperature)},
+              "md": {"steps": int(a.md_steps), "seed": int(sub.seed)},
+              "relaxed_inputs": len(inputs), "picked_snapshots": len(picked), "runs": scored,
+              "label_inputs": str(inputs_path), "dataset": str(a.out)}
+    pd.DataFrame(scored).to_csv(folder / "scores.csv", index=False)
+    _write_record(record_path, record)
+    log.info("active learning round %s: %d relaxed configurations and %d MD snapshots to label -> %s", a.round,
+             len(inputs), len(picked), inputs_path)
+    return record
+
+
+def _write_record(path: Path, record: dict) -> None:
+    import json
+    import os
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
+
+
+def _label_round(cfg, folder: Path, inputs_path: Path, record_path: Path, record: dict, log) -> dict:
+    """Step 5 (labels, every optional fidelity on every structure) and 7 (retrain)."""
+    from capml.io.dataset import read_dataset
     from capml.labels.run import parse_shard, run_labels
     from capml.simulate.stages import make_labeller
 
+    a = cfg.simulate.active_learning
     labeller = make_labeller(cfg)
     structures = read_dataset(inputs_path, require=())
     summary = run_labels(structures, a.out, labeller, subsets={name: 1 for name in labeller.optional},
@@ -177,7 +204,7 @@ def run_round(cfg, prepare_only: bool = False) -> dict:
              summary.skipped, summary.failed, a.out)
     if a.retrain.enabled and not cfg.label.get("shard"):
         record["retrained"] = retrain(folder, a)
-    record_path.write_text(json.dumps(record, indent=1))
+        _write_record(record_path, record)
     return record
 
 
@@ -197,7 +224,7 @@ def retrain(folder: Path, plan) -> dict:
 
     from capml.cli import ROOT
 
-    datasets = []
+    datasets = [str(Path(p).resolve()) for p in plan.retrain.get("extra_train") or []]
     for k in range(int(plan.round) + 1):
         record = folder.parent / f"round{k}" / "round.json"
         path = Path(json.loads(record.read_text())["dataset"]) if record.is_file() else None

@@ -42,9 +42,10 @@ def spread(values: np.ndarray) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
 
 
-def quadrature(*errors) -> np.ndarray:
-    """Independent errors combined in quadrature; a NaN term (no ensemble) counts as absent."""
-    return np.sqrt(sum(np.nan_to_num(np.asarray(e, float)) ** 2 for e in errors))
+def quadrature(sampling, model) -> np.ndarray:
+    """The MD sampling error and the model error combined in quadrature; a NaN model error (a single model, no
+    ensemble) counts as absent, a NaN sampling error (one snapshot) keeps the total NaN."""
+    return np.sqrt(np.asarray(sampling, float) ** 2 + np.nan_to_num(np.asarray(model, float)) ** 2)
 
 
 def integrated_autocorrelation_time(series: np.ndarray, window_factor: float = 5.0) -> float:
@@ -140,8 +141,8 @@ def summarise(configs: pd.DataFrame, eg0: dict[str, object], thermal: pd.DataFra
     ``eg0`` maps config_id to Eg(0) (a number, or the ensemble members' values). Errors (eV): ``*_err_eV`` the MD
     sampling error, ``*_model_err_eV`` the ensemble spread (ΔEg per member, so errors common to Eg(0) and <Eg>_T
     cancel), ``*_total_err_eV`` both in quadrature, and ``*_error_from`` which of the two dominates. In the
-    Boltzmann average, sampling errors of different configurations add in quadrature and model errors linearly
-    (one model errs alike on all of them).
+    Boltzmann average, sampling errors of different configurations add in quadrature, and the model error is the
+    spread over members of each member's own Boltzmann average.
     """
     eg0_members = {cid: np.atleast_1d(np.asarray(v, float)) for cid, v in eg0.items()}
     per_config = thermal.merge(configs[["config_id", "x", "multiplicity", "energy_eV", "rank"]], on="config_id")
@@ -167,8 +168,12 @@ def summarise(configs: pd.DataFrame, eg0: dict[str, object], thermal: pd.DataFra
         gap_0 = float(w @ group["gap_0_eV"])
         gap_t = float(w @ group["gap_T_eV"])
         sampling = float(np.sqrt(w**2 @ group["gap_T_err_eV"] ** 2))
-        model_t = float(w @ group["gap_T_model_err_eV"])
-        model_delta = float(w @ group["delta_gap_model_err_eV"])
+        # the model error of a Boltzmann average: average each member's own values, then the spread over members
+        t_members = np.stack(list(group["gap_T_members_eV"]))
+        e0_members = np.stack([eg0_members[c] for c in group["config_id"]])
+        paired = t_members.shape == e0_members.shape
+        model_t = spread(w @ t_members)
+        model_delta = spread(w @ (t_members - e0_members)) if paired else float("nan")
         rows.append({
             "x": x, "temperature_K": temperature,
             "lowest_config": low["config_id"], "lowest_gap_0_eV": low["gap_0_eV"],

@@ -199,8 +199,8 @@ def _gap_tables(model, table: pd.DataFrame, relaxed: dict, runs: list, flag_std_
 def _log_gap_summary(summary, model, flag_std_eV: float, static, per_config) -> None:
     shown = ["x", "temperature_K", "lowest_gap_0_eV", "lowest_gap_T_eV", "lowest_gap_T_total_err_eV",
              "lowest_delta_gap_percent", "lowest_delta_gap_percent_err", "lowest_error_from"]
-    shown += [c for c in summary.columns if c.startswith("lowest_gap_T_eV_") or c.startswith("lowest_delta_gap_percent_")
-              and not c.endswith("_err")]
+    shown += [c for c in summary.columns
+              if c.startswith("lowest_gap_T_eV_") or (c.startswith("lowest_delta_gap_percent_") and not c.endswith("_err"))]
     log.info("Eg(x, T) from the %s gap model (%d members; errors: MD sampling and ensemble spread in quadrature):\n%s",
              model.fidelity.upper(), model.members, summary[shown].round(4).to_string(index=False))
     for cid in static.loc[static["outside_training_data"], "config_id"]:

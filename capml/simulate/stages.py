@@ -118,7 +118,8 @@ def md_check(cfg: DictConfig):
         cid, temperature = run_of[atoms.info["system"]]
         atoms.info.update(x=float(x_of[cid]), temperature=float(temperature))
     structures = out / "structures.extxyz"
-    write_dataset(structures, snapshots)
+    if not (cfg.label.get("shard") and structures.exists()):  # concurrent shards: the first one writes it
+        write_dataset(structures, snapshots)
     labeller = make_labeller(cfg)
     dataset = out / "dataset.extxyz"
     # the accurate fidelity on the snapshots too: by default every optional fidelity on every snapshot

@@ -52,7 +52,7 @@ def test_one_tiny_round_labels_the_most_uncertain_snapshots_and_retrains(tmp_pat
                  "simulate.active_learning.md_steps=40", "simulate.active_learning.discard_fs=10",
                  "simulate.active_learning.picks_per_run=2", "simulate.active_learning.min_spacing_fs=10",
                  f"simulate.active_learning.ensemble={two_member_ensemble}",
-                 "simulate.active_learning.retrain.enabled=true", "simulate.active_learning.retrain.members=2",
+                 "simulate.active_learning.retrain.extra_train=[]", "simulate.active_learning.retrain.enabled=true", "simulate.active_learning.retrain.members=2",
                  "simulate.active_learning.retrain.overrides=[" + ",".join(f"'{o}'" for o in train) + "]"]
     record = run_stage(simulate_config(tmp_path / "al", *overrides))
     folder = tmp_path / "al" / "round0"

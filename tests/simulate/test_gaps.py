@@ -126,3 +126,27 @@ def test_ensemble_errors_offsets_cancel_in_delta_and_combine_in_quadrature():
     assert row["error_from"] == "sampling"
     assert summary.iloc[0]["lowest_gap_T_total_err_eV"] == pytest.approx(row["gap_T_total_err_eV"])
     assert np.allclose(series["gap_std_eV"], 0.1)
+
+
+def test_boltzmann_model_error_is_the_spread_of_each_members_average():
+    from capml.simulate.gaps import static_gaps
+
+    runs, relaxed = [], {}
+    for config_id, shift in (("a", 0.0), ("b", 1.0)):
+        frames = []
+        for t, x in enumerate(ar1(0.5, 200, seed=3)):
+            atoms = Atoms("H", positions=[[shift + 0.1 * x, 0, 0]])
+            atoms.info["time_fs"] = 10.0 * t
+            frames.append(atoms)
+        runs.append((config_id, 300.0, frames))
+        relaxed[config_id] = Atoms("H", positions=[[shift, 0, 0]])
+    model = OffsetEnsemble()
+    thermal, _ = thermal_gaps(model, runs)
+    configs = pd.DataFrame({"config_id": ["a", "b"], "x": [0.5, 0.5], "multiplicity": [1, 3],
+                            "energy_eV": [0.0, 0.01], "rank": [0, 1]})
+    _, summary = summarise(configs, static_gaps(model, relaxed), thermal)
+    row = summary.iloc[0]
+    # every member is shifted by its own constant: its Boltzmann average too, so the spread is that of the offsets
+    assert row["boltzmann_gap_T_model_err_eV"] == pytest.approx(0.1)
+    # ... and ΔEg of every member is the same: no model error in ΔEg, only the combined sampling error
+    assert row["boltzmann_delta_gap_total_err_eV"] == pytest.approx(row["boltzmann_gap_T_err_eV"])
