@@ -37,7 +37,8 @@ class GraphRegressor(pl.LightningModule):
     """``network``: registry name plus keyword arguments; ``head``: sigmoid (min-max scaled targets, the
     paper) or linear (standardised targets); ``feature_scaler``/``target_scaler``: dicts from capml.graphs;
     ``descriptors``: the MACE model whose descriptors follow the elemental node features (None: elemental only),
-    recorded so that a checkpoint builds its own inputs."""
+    recorded so that a checkpoint builds its own inputs, with the model file's digest (``descriptors_digest``) so
+    that a refitted MLIP in the same file is not taken for the one the network learnt from."""
 
     def __init__(
         self,
@@ -54,6 +55,7 @@ class GraphRegressor(pl.LightningModule):
         scheduler_patience: int = 10,
         max_epochs: int = 100,
         descriptors: str | None = None,
+        descriptors_digest: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()

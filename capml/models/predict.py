@@ -75,6 +75,14 @@ class GapPredictor:
         self.cutoff_A = float(self.module.hparams.cutoff_A)
         self.target = self.module.hparams.target
         self.descriptors = self.module.hparams.get("descriptors")
+        recorded = self.module.hparams.get("descriptors_digest")
+        if self.descriptors and recorded:
+            from capml.graphs.descriptors import descriptors_for, resolve
+
+            if descriptors_for(self.descriptors).digest != recorded:
+                raise InputError(f"{where}: trained on the descriptors of the MACE model {resolve(self.descriptors)} "
+                                 "as it was, and that file has changed since (a refitted MLIP?); retrain the gap model "
+                                 "with the new descriptors")
         # a correction model: the modules learned target - base target (e.g. gap_hse06_minus_gap_pbesol), and the
         # predictions are the base ensemble's plus theirs, member by member
         self.base = base

@@ -49,8 +49,13 @@ def objective(metrics: dict, name: str) -> float:
 
 def build_module(cfg: DictConfig, datamodule) -> GraphRegressor:
     model = cfg.model
+    digest = None
+    if datamodule.descriptors:
+        from capml.graphs.descriptors import descriptors_for
+
+        digest = descriptors_for(datamodule.descriptors).digest
     common = dict(target=datamodule.target, cutoff_A=datamodule.cutoff_A, descriptors=datamodule.descriptors,
-                  loss=model.loss, lr=model.lr,
+                  descriptors_digest=digest, loss=model.loss, lr=model.lr,
                   weight_decay=model.weight_decay, scheduler=model.scheduler,
                   scheduler_patience=model.scheduler_patience, max_epochs=cfg.trainer.max_epochs)
     checkpoint = cfg.finetune.checkpoint

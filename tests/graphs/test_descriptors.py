@@ -71,3 +71,20 @@ def test_remembered_descriptors_are_reused_and_bounded(mace_path, gap_dataset):
     moved.positions[0] += 0.1
     featuriser([moved])
     assert calls == [1]
+
+
+def test_a_changed_mace_file_is_refused(gap_dataset, tmp_path):
+    from capml.errors import InputError
+    from capml.graphs.descriptors import descriptors_for
+    from capml.models.predict import GapPredictor
+    from capml.models.train import train_one
+    from tests.conftest import gnn_config
+
+    path = tmp_path / "mlip.model"
+    torch.save(small_mace(seed=1), path)
+    metrics = train_one(gnn_config(gap_dataset, tmp_path / "run", f"data.descriptors={path}", "trainer.max_epochs=1"))
+    assert GapPredictor.from_checkpoint(metrics["checkpoint"]).descriptors == str(path.resolve())
+    torch.save(small_mace(seed=2), path)  # "refitted" in place
+    descriptors_for.cache_clear()
+    with pytest.raises(InputError, match="has changed since"):
+        GapPredictor.from_checkpoint(metrics["checkpoint"])
