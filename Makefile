@@ -28,7 +28,8 @@ bench: install
 # regenerate the bundled dataset's data card and plots (run before committing a grown dataset)
 card: install
 	$(PY) -m capml.io.report data/ag3sbri/dataset.extxyz --card data/ag3sbri/README.md \
-	    --extra data/ag3sbri/relaxed.extxyz data/ag3sbri/al_round*.extxyz data/ag3sbri/md_check_*.extxyz
+	    --extra data/ag3sbri/relaxed.extxyz $(filter-out %_structures.extxyz,$(wildcard data/ag3sbri/al_round*.extxyz)) \
+	    $(wildcard data/ag3sbri/md_check_*.extxyz)
 
 clean:
 	rm -rf runs outputs multirun .pytest_cache
