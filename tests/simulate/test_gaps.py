@@ -60,15 +60,18 @@ class LinearGap:
         return np.array([2.0 - 0.1 * a.positions[0, 0] for a in structures])
 
 
+def trajectory(shift: float, n: int, seed: int) -> list[Atoms]:
+    """One H atom whose x coordinate follows an AR(1) series about ``shift`` (Å), a frame every 10 fs."""
+    frames = []
+    for t, x in enumerate(ar1(0.5, n, seed=seed)):
+        atoms = Atoms("H", positions=[[shift + 0.1 * x, 0, 0]])
+        atoms.info["time_fs"] = 10.0 * t
+        frames.append(atoms)
+    return frames
+
+
 def test_thermal_gaps_and_summary_tables():
-    runs = []
-    for config_id, shift in (("a", 0.0), ("b", 1.0)):
-        frames = []
-        for t, x in enumerate(ar1(0.5, 400, seed=1)):
-            atoms = Atoms("H", positions=[[shift + 0.1 * x, 0, 0]])
-            atoms.info["time_fs"] = 10.0 * t
-            frames.append(atoms)
-        runs.append((config_id, 300.0, frames))
+    runs = [(config_id, 300.0, trajectory(shift, 400, seed=1)) for config_id, shift in (("a", 0.0), ("b", 1.0))]
     thermal, series = thermal_gaps(LinearGap(), runs)
     assert len(series) == 800
     assert thermal.set_index("config_id").loc["b", "gap_T_eV"] == pytest.approx(1.9, abs=0.01)
@@ -103,11 +106,7 @@ class OffsetEnsemble:
 def test_ensemble_errors_offsets_cancel_in_delta_and_combine_in_quadrature():
     from capml.simulate.gaps import static_gaps
 
-    frames = []
-    for t, x in enumerate(ar1(0.5, 400, seed=2)):
-        atoms = Atoms("H", positions=[[0.1 * x, 0, 0]])
-        atoms.info["time_fs"] = 10.0 * t
-        frames.append(atoms)
+    frames = trajectory(0.0, 400, seed=2)
     model = OffsetEnsemble()
     thermal, series = thermal_gaps(model, [("a", 300.0, frames)])
     start = Atoms("H", positions=[[0.0, 0, 0]])
@@ -131,15 +130,8 @@ def test_ensemble_errors_offsets_cancel_in_delta_and_combine_in_quadrature():
 def test_boltzmann_model_error_is_the_spread_of_each_members_average():
     from capml.simulate.gaps import static_gaps
 
-    runs, relaxed = [], {}
-    for config_id, shift in (("a", 0.0), ("b", 1.0)):
-        frames = []
-        for t, x in enumerate(ar1(0.5, 200, seed=3)):
-            atoms = Atoms("H", positions=[[shift + 0.1 * x, 0, 0]])
-            atoms.info["time_fs"] = 10.0 * t
-            frames.append(atoms)
-        runs.append((config_id, 300.0, frames))
-        relaxed[config_id] = Atoms("H", positions=[[shift, 0, 0]])
+    runs = [(config_id, 300.0, trajectory(shift, 200, seed=3)) for config_id, shift in (("a", 0.0), ("b", 1.0))]
+    relaxed = {config_id: Atoms("H", positions=[[shift, 0, 0]]) for config_id, shift in (("a", 0.0), ("b", 1.0))}
     model = OffsetEnsemble()
     thermal, _ = thermal_gaps(model, runs)
     configs = pd.DataFrame({"config_id": ["a", "b"], "x": [0.5, 0.5], "multiplicity": [1, 3],
