@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -17,11 +19,16 @@ CONFIG_DIR = ROOT / "conf"
 
 log = logging.getLogger("capml")
 
+# library warnings (e3nn's at import, torch's on loading a model) are not the user's business: an error stays one line
+warnings.filterwarnings("ignore", module=r"(e3nn|torch|torch_geometric|pytorch_lightning|lightning_fabric|mace)")
+warnings.filterwarnings("ignore", category=UserWarning, message=r".*(TORCH_FORCE|weights_only).*")
+
 if not OmegaConf.has_resolver("capml_root"):
     OmegaConf.register_new_resolver("capml_root", lambda: str(ROOT))
 
 
 def fail(message: str, code: int = 2) -> None:
+    message = " ".join(str(message).split())  # one line, whatever a library put into the message
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
 
@@ -31,12 +38,78 @@ def one_line_errors(task: Callable[[DictConfig], object]) -> Callable[[DictConfi
 
     @functools.wraps(task)
     def wrapped(cfg: DictConfig):
+        files = RunFiles.snapshot()
         try:
             return task(cfg)
         except InputError as err:
+            if files is not None:
+                files.clean()
             fail(str(err))
 
     return wrapped
+
+
+# what a failed run keeps of what it wrote: data it computed (a later run resumes from it)
+WORK_PRODUCTS = (".extxyz", ".jsonl", ".ckpt", ".traj", ".model", ".lock")
+
+
+class RunFiles:
+    """The run folder's files when the task started, so that a run refused for bad input leaves nothing behind:
+    Hydra's config copy and log lines, resolved configs, empty folders, splits written before the check. Data a
+    run computed (``WORK_PRODUCTS``) is kept."""
+
+    def __init__(self, root: Path, hydra_dir: Path | None, log_file: Path | None):
+        self.root, self.hydra_dir, self.log_file = root, hydra_dir, log_file
+        self.before = set(self._walk())
+        self.log_size = log_file.stat().st_size if log_file and log_file.exists() else 0
+        fresh = self.before - {p for p in self.before if self._hydra_made(p)}
+        self.new_root = not fresh
+
+    @classmethod
+    def snapshot(cls) -> "RunFiles | None":
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return None
+        hc = HydraConfig.get()
+        root = Path(hc.runtime.output_dir)
+        hydra_dir = root / hc.output_subdir if hc.output_subdir else None
+        log_file = root / f"{hc.job.name}.log"
+        return cls(root, hydra_dir, log_file)
+
+    def _walk(self):
+        if not self.root.exists():
+            return
+        for folder, dirs, names in os.walk(self.root):
+            for name in dirs + names:
+                yield Path(folder) / name
+
+    def _hydra_made(self, path: Path) -> bool:
+        if path == self.log_file:
+            return True
+        return self.hydra_dir is not None and (path == self.hydra_dir or self.hydra_dir in path.parents
+                                               or path in self.hydra_dir.parents)
+
+    def clean(self) -> None:
+        import shutil
+
+        for path in sorted(set(self._walk()) - self.before, key=lambda p: -len(p.parts)):
+            if path.is_file() and not path.name.endswith(WORK_PRODUCTS):
+                path.unlink(missing_ok=True)
+        if self.hydra_dir is not None and self.hydra_dir.exists():
+            shutil.rmtree(self.hydra_dir, ignore_errors=True)
+        if self.log_file is not None and self.log_file.exists():
+            logging.shutdown()
+            if self.log_size == 0:
+                self.log_file.unlink(missing_ok=True)
+            else:
+                with open(self.log_file, "r+") as handle:
+                    handle.truncate(self.log_size)
+        for path in sorted(set(self._walk()), key=lambda p: -len(p.parts)):  # folders left empty
+            if path.is_dir() and (path not in self.before or self._hydra_made(path)) and not any(path.iterdir()):
+                path.rmdir()
+        if self.new_root and self.root.exists() and not any(self.root.iterdir()):
+            self.root.rmdir()
 
 
 def check_overrides(config_name: str, argv: list[str]) -> None:
@@ -59,10 +132,44 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
     ]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            compose(config_name=config_name, overrides=plain)
+            cfg = compose(config_name=config_name, overrides=plain)
+            texts = [o for o in parsed if o.input_line in plain and _is_text(OmegaConf.select(
+                cfg, o.key_or_group, default=None, throw_on_resolution_failure=False))]
+            if texts:
+                baseline = compose(config_name=config_name,
+                                   overrides=[p for p in plain if p not in {o.input_line for o in texts}])
     except (HydraException, OmegaConfBaseException) as err:
         message = " ".join(str(err).split())
         fail(f"config {CONFIG_DIR / (config_name + '.yaml')}: {message}")
+    for o in texts:
+        default = OmegaConf.select(baseline, o.key_or_group, default=None, throw_on_resolution_failure=False)
+        expected = _expected_type(default)
+        if expected:
+            shown = default if isinstance(default, (bool, int, float)) else OmegaConf.to_container(default)
+            fail(f"{o.input_line}: expected {expected} (the default is {shown})")
+
+
+def _is_text(value) -> bool:
+    """A value the command line gave as text (or a list holding text): only these can be of the wrong type."""
+    from omegaconf import ListConfig
+
+    if isinstance(value, str):
+        return True
+    return isinstance(value, (list, ListConfig)) and any(isinstance(v, str) for v in value)
+
+
+def _expected_type(default) -> str | None:
+    """What a text override replaces: 'a number' where the default is one (or a list of them), else None."""
+    from omegaconf import ListConfig
+
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, (int, float)):
+        return "a number"
+    if isinstance(default, (list, ListConfig)) and len(default) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in default):
+        return "a number or a list of numbers"
+    return None
 
 
 def save_resolved_config(cfg: DictConfig, folder: str | Path, name: str) -> Path:

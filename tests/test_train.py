@@ -55,12 +55,12 @@ def test_same_seed_same_model(gap_dataset, tmp_path):
 
 
 def test_extra_train_frames_reach_the_predictions_table(gap_dataset, tmp_path):
-    from capml.io.dataset import read_dataset
+    from capml.io.dataset import read_dataset, read_settings
 
     extra = [a.copy() for a in read_dataset(gap_dataset, require=())[:3]]
     for k, atoms in enumerate(extra):
         atoms.info["structure_id"] = f"md_{k}"
-    write_dataset(tmp_path / "md.extxyz", extra)
+    write_dataset(tmp_path / "md.extxyz", extra, read_settings(gap_dataset))
     metrics = train_one(gnn_config(gap_dataset, tmp_path / "run", "trainer.max_epochs=2",
                                    f"data.extra_train=[{tmp_path / 'md.extxyz'}]"))
     assert metrics["extra_train"] == 3

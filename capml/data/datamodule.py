@@ -15,7 +15,7 @@ from torch_geometric.loader import DataLoader
 
 from capml.data.dataset import CrystalGraphDataset
 from capml.errors import InputError
-from capml.io.dataset import refuse_repeated_ids
+from capml.io.dataset import refuse_mixed_settings, refuse_repeated_ids
 from capml.graphs.build import DEFAULT_CUTOFF_A
 from capml.graphs.normalise import FeatureScaler, TargetScaler
 from capml.io.split import grouped_folds, grouped_split
@@ -148,6 +148,10 @@ class GraphDataModule(pl.LightningDataModule):
                     f"fractions {list(self.split_fractions)}); add data or change data.split_fractions"
                 )
         self.dataset = dataset
+        fidelities = [part.removeprefix("gap_") for part in str(self.target).split("_minus_")
+                      if part.startswith("gap_")] or ["REF"]
+        refuse_mixed_settings([self.path, *self.extra_train], fidelities,
+                              "data.extra_train expects labels of the dataset's settings")
         self.extra = [self._extra_frames(CrystalGraphDataset(path, self.cutoff_A, self.cache_dir, self.descriptors))
                       for path in self.extra_train]
         refuse_repeated_ids([(str(d.path), [info.get("structure_id") for info in d.meta["info"]])
@@ -194,8 +198,9 @@ class GraphDataModule(pl.LightningDataModule):
         return TargetScaler.fit(self.records("train")[1], kind)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.split_seed) if shuffle else None
-        return DataLoader(self.subset(split), batch_size=self.batch_size, shuffle=shuffle, generator=generator,
+        subset = self.subset(split)
+        sampler = EpochShuffle(len(subset), self.split_seed) if shuffle else None
+        return DataLoader(subset, batch_size=self.batch_size, sampler=sampler,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
@@ -206,3 +211,20 @@ class GraphDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+class EpochShuffle(torch.utils.data.Sampler):
+    """A new order every epoch, drawn from (seed, epoch) alone: Lightning calls ``set_epoch`` before each epoch, so
+    a training resumed from a checkpoint sees the orders it would have seen without the stop."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist())

@@ -28,6 +28,7 @@ from capml.errors import InputError
 from capml.graphs.build import DEFAULT_CUTOFF_A, atoms_to_graph
 from capml.graphs.features import NODE_FEATURES
 from capml.io.dataset import ENERGY_KEY, GAP_PREFIX, METADATA_KEYS, STRESS_KEY, gap_keys, read_dataset
+from capml.io.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class CrystalGraphDataset(InMemoryDataset):
 
             extra = descriptors_for(self.descriptors)(frames)
         graphs = []
-        for k, atoms in enumerate(tqdm(frames, desc=f"graphs of {self.path.name}", leave=False)):
+        for k, atoms in enumerate(tqdm(frames, desc=f"graphs of {self.path.name}", leave=False, disable=None)):
             graph = atoms_to_graph(atoms, self.cutoff_A, where=f"{self.path}: frame {k}")
             if extra is not None:
                 graph.x = torch.cat([graph.x, torch.as_tensor(extra[k], dtype=torch.float32)], dim=1)
@@ -118,7 +119,7 @@ class CrystalGraphDataset(InMemoryDataset):
         info = [{key: a.info[key] for key in METADATA_KEYS if key in a.info} for a in frames]
         meta = {"source": str(self.path.resolve()), "cutoff_A": self.cutoff_A, "targets": targets,
                 "info": info}
-        Path(self.processed_paths[1]).write_text(json.dumps(meta, default=float))
+        write_json(Path(self.processed_paths[1]), meta)
         log.info("built %d graphs of %s into %s", len(graphs), self.path, self.processed_dir)
 
     @property

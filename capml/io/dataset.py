@@ -122,10 +122,25 @@ def validate_frames(
     gaps: Sequence[str] = (),
     where: str = "<frames>",
 ) -> None:
-    """Check keys, shapes and finiteness; the first problem raises InputError naming file, frame and key."""
+    """Check keys, shapes and finiteness, every gap finite and >= 0, structure_ids unique, periodic cells of
+    positive volume and no two atoms closer than ``MIN_DISTANCE_A``; the first problem raises InputError naming
+    file, frame and key."""
+    seen_ids: dict[str, int] = {}
     for i, atoms in enumerate(frames):
         here = f"{where}: frame {i}"
         n = len(atoms)
+        check_structure(atoms, here)
+        sid = atoms.info.get("structure_id")
+        if sid is not None:
+            if str(sid) in seen_ids:
+                raise InputError(f"{here}: structure_id {sid!r} repeats frame {seen_ids[str(sid)]}; expected one "
+                                 "frame per structure_id")
+            seen_ids[str(sid)] = i
+        for key in atoms.info:
+            if key.startswith(GAP_PREFIX) and key[len(GAP_PREFIX):] not in gaps:
+                gap = _as_float(atoms.info[key])
+                if gap is None or not np.isfinite(gap) or gap < 0:
+                    raise InputError(f"{here}: '{key}' = {atoms.info[key]!r}, expected a finite gap >= 0 eV")
         for key in require:
             if key == FORCES_KEY:
                 if key not in atoms.arrays:
@@ -152,6 +167,36 @@ def validate_frames(
             gap = float(atoms.info[key])
             if not np.isfinite(gap) or gap < 0:
                 raise InputError(f"{here}: '{key}' = {gap}, expected a finite gap >= 0 eV")
+
+
+MIN_DISTANCE_A = 0.5
+
+
+def _as_float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_structure(atoms: Atoms, here: str) -> None:
+    """A crystal the models can take: periodic in 3D, a cell of positive volume, no two atoms closer than
+    ``MIN_DISTANCE_A`` (the same atom written twice)."""
+    from ase.neighborlist import neighbor_list
+
+    if not np.all(atoms.pbc):
+        raise InputError(f"{here}: pbc={atoms.pbc.tolist()}, expected a periodic crystal (pbc True in 3D)")
+    volume = abs(np.linalg.det(atoms.cell.array))
+    if not np.isfinite(volume) or volume < 1e-6:
+        raise InputError(f"{here}: cell volume {volume:.3g} Å^3, expected a 3D cell (Lattice with positive volume)")
+    if not np.all(np.isfinite(atoms.positions)):
+        raise InputError(f"{here}: positions contain NaN or inf")
+    if len(atoms) > 1:
+        i, j, d = neighbor_list("ijd", atoms, MIN_DISTANCE_A)
+        if len(d):
+            k = int(np.argmin(d))
+            raise InputError(f"{here}: atoms {i[k]} and {j[k]} are {d[k]:.3f} Å apart, expected at least "
+                             f"{MIN_DISTANCE_A} Å (an atom written twice?)")
 
 
 def frame_text(atoms: Atoms) -> str:
@@ -277,11 +322,36 @@ def read_failures(path: str | Path) -> dict[str, dict]:
     if not sidecar.exists():
         return {}
     records = {}
-    for line in sidecar.read_text().splitlines():
-        if line.strip():
+    lines = sidecar.read_text().splitlines(keepends=True)
+    for k, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
             record = json.loads(line)
             records[record["structure_id"]] = record
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            if k == len(lines) - 1 and not line.endswith("\n"):  # torn by a kill mid-write: that failure is retried
+                break
+            raise InputError(f"{sidecar}: line {k + 1} is not a failure record (expected JSON with "
+                             f"'structure_id'): {err}") from err
     return records
+
+
+def refuse_mixed_settings(paths: Sequence[str | Path], keys: Sequence[str] | None, hint: str) -> None:
+    """InputError naming the first file whose label settings disagree with the files before it, for the
+    fidelities in ``keys`` ("REF" for REF_energy/forces/stress, a fidelity name for its gap; None: all): extra
+    training files against the dataset (mlip.extra_train, data.extra_train). A file without a settings sidecar
+    is refused beside one that has it: nothing would say which labeller made its labels."""
+    merged, first = DatasetSettings(), None
+    for path in paths:
+        settings = read_settings(path)
+        chosen = DatasetSettings({k: v for k, v in settings.fidelities.items() if keys is None or k in keys})
+        if first is not None and bool(merged.fidelities) != bool(settings.fidelities):
+            missing, other = (path, first) if not settings.fidelities else (first, path)
+            raise InputError(f"{missing}: no label settings ({settings_path(missing).name}) beside {other}, which "
+                             f"has them; cannot tell which labeller made its labels; {hint}")
+        merged = merged.merged_with(chosen, where=f"{path} (against {first})")
+        first = first or path
 
 
 def refuse_repeated_ids(ids_by_file: Sequence[tuple[str, Iterable]], hint: str) -> None:

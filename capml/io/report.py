@@ -10,7 +10,6 @@ wall times and plots of the dataset as it is now, so the card is regenerated wit
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from capml.io.dataset import GAP_PREFIX, gap_keys, read_dataset, read_failures, read_settings  # noqa: E402
+from capml.io.jsonio import write_json  # noqa: E402
 
 
 def dataset_table(frames) -> pd.DataFrame:
@@ -116,7 +116,7 @@ def summarise(path: str | Path, out_dir: str | Path) -> dict:
                          "close_contacts": contacts.to_markdown(index=False, floatfmt=".2f") if len(contacts)
                          else "(none)"}
     table.to_csv(out_dir / "dataset_summary.csv", index=False)
-    (out_dir / "dataset_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    write_json((out_dir / "dataset_summary.json"), summary, indent=1)
     print(counts.to_markdown())
     print()
     print(phonon.to_markdown())

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
 from ase import Atoms
 from tqdm.auto import tqdm
 
@@ -29,6 +31,7 @@ from capml.io.dataset import (
     read_failures,
     read_settings,
     merge_shards,
+    settings_path,
     shard_files,
     shard_lock,
     shard_path,
@@ -101,11 +104,23 @@ def run_labels(
         mine = range(index, len(ids), count)
         main_out.parent.mkdir(parents=True, exist_ok=True)
         lock = shard_lock(out)
-    else:  # an unsharded run first takes in what shard runs left (refused while one still runs)
-        merge_shards(main_out, ids)
+    else:  # one unsharded run per output; it first takes in what shard runs left (refused while one still runs)
+        main_out.parent.mkdir(parents=True, exist_ok=True)
+        fresh_lock = not main_out.with_name(main_out.name + ".lock").exists()
+        lock = shard_lock(main_out, blocking=False)
+        if lock is None:
+            raise InputError(f"{main_out}: another label run is writing this dataset; wait for it, or share the "
+                             "work with label.shard=i/n")
+    fresh = shard is None and fresh_lock
     try:
+        if shard is None:
+            merge_shards(main_out, ids)
         return _label_into(structures, ids, mine, Path(out), main_out, labeller, requested, subsets, limit,
                            retry_failed)
+    except InputError:
+        if fresh:  # refused: the lock file this run made goes again
+            Path(lock.name).unlink(missing_ok=True)
+        raise
     finally:
         if lock is not None:
             lock.close()
@@ -118,10 +133,18 @@ def _label_into(structures, ids, mine, out: Path, main_out: Path, labeller: Labe
 
     # a kill between appending a relabelled frame and dropping the old one; frames in input order
     keep_last_per_structure(out, ids)
-    labelled_keys = {str(a.info.get("structure_id")): set(a.info) for a in read_complete_frames(out)}
+    done = {str(a.info.get("structure_id")): a for a in read_complete_frames(out)}
+    if done and not settings_path(out).exists():
+        raise InputError(f"{out}: holds {len(done)} labelled frames but no label settings "
+                         f"({settings_path(out).name}); cannot tell which labeller made them, so none is added; "
+                         "label into a new file")
     if out != main_out:  # a shard: what the merged file already holds counts as done unless the shard redid it
         for atoms in read_complete_frames(main_out, repair=False):
-            labelled_keys.setdefault(str(atoms.info.get("structure_id")), set(atoms.info))
+            done.setdefault(str(atoms.info.get("structure_id")), atoms)
+    for i in mine:  # resume only the same structures: an id whose structure changed is not "done"
+        if ids[i] in done:
+            refuse_moved(done[ids[i]], structures[i], f"{out}: structure_id {ids[i]!r}")
+    labelled_keys = {sid: set(atoms.info) for sid, atoms in done.items()}
     failed = {} if retry_failed else {**read_failures(main_out), **read_failures(out)}
     # finished: labelled, with every optional fidelity its subset asks for (one dropped as wrong is redone)
     todo = [i for i in mine if ids[i] not in failed and not (
@@ -144,15 +167,35 @@ def _label_into(structures, ids, mine, out: Path, main_out: Path, labeller: Labe
         except Exception as err:  # recorded and skipped; the batch goes on
             n_failed += 1
             log.warning("labelling %s failed: %s", ids[i], err)
-            with open(failures_path(out), "a") as handle:
+            with open(failures_path(out), "a") as handle:  # one write and fsync: a kill leaves a whole line or none
                 handle.write(json.dumps({"structure_id": ids[i], "error": f"{type(err).__name__}: {err}",
                                          "traceback": traceback.format_exc(limit=3)}) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
             continue
         append_frame(out, frame)
         if ids[i] in labelled_keys:
             keep_last_per_structure(out, ids)
         labelled += 1
     return LabelSummary(labelled, skipped, n_failed, time.perf_counter() - start)
+
+
+def refuse_moved(labelled: Atoms, structure: Atoms, where: str, tolerance_A: float = 1e-4) -> None:
+    """InputError when a labelled frame is not the input structure of the same id any more (re-sampled input):
+    other species, another cell or atoms moved by more than ``tolerance_A``."""
+    if len(labelled) != len(structure) or list(labelled.numbers) != list(structure.numbers):
+        moved = "has other atoms"
+    elif not np.allclose(labelled.cell.array, structure.cell.array, atol=tolerance_A):
+        moved = "has another cell"
+    else:
+        delta = structure.positions - labelled.positions
+        delta -= np.rint(delta @ np.linalg.inv(structure.cell.array)) @ structure.cell.array  # periodic images
+        shift = float(np.linalg.norm(delta, axis=1).max()) if len(delta) else 0.0
+        if shift <= tolerance_A:
+            return
+        moved = f"has atoms moved by up to {shift:.3g} Å"
+    raise InputError(f"{where}: the input structure of this id {moved} since it was labelled (re-sampled input?); "
+                     "expected the same structures to resume; label into a new file or drop the old labels")
 
 
 def parse_shard(text) -> tuple[int, int] | None:

@@ -17,9 +17,10 @@ from typing import Sequence
 import numpy as np
 
 from capml.errors import InputError
-from capml.io.dataset import (ENERGY_KEY, FORCES_KEY, STRESS_KEY, read_dataset, refuse_repeated_ids,
-                               write_dataset)
+from capml.io.dataset import (ENERGY_KEY, FORCES_KEY, STRESS_KEY, read_dataset, refuse_mixed_settings,
+                              refuse_repeated_ids, write_dataset)
 from capml.io.split import grouped_split
+from capml.io.jsonio import write_json
 
 SPLITS = ("train", "valid", "test")
 GROUP_KEY = "config_id"
@@ -79,6 +80,8 @@ def write_splits(
     else:
         indices = pinned_split(frames, fractions, seed, pinned)
     indices = fill_empty_splits(frames, indices, where=str(dataset))
+    refuse_mixed_settings([dataset, *extra_train], ["REF"], "mlip.extra_train expects labels of the dataset's "
+                          "fidelity and settings")
     extra = [(str(path), read_dataset(path, require=require)) for path in extra_train]
     refuse_repeated_ids([(where, [a.info.get("structure_id") for a in added])
                          for where, added in [(str(dataset), frames)] + extra],
@@ -102,7 +105,7 @@ def write_splits(
         "structure_ids": {n: [str(frames[i].info.get("structure_id", i)) for i in idx] for n, idx in zip(SPLITS, indices)},
         "config_ids": {n: sorted({str(frames[i].info.get(GROUP_KEY)) for i in idx}) for n, idx in zip(SPLITS, indices)},
     }
-    (out_dir / "splits.json").write_text(json.dumps(record, indent=2))
+    write_json((out_dir / "splits.json"), record, indent=2)
     return files
 
 

@@ -9,7 +9,6 @@ and along the seekpath band path of the primitive cell, compared branch by branc
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -27,6 +26,7 @@ from phonopy.phonon.band_structure import get_band_qpoints_by_seekpath  # noqa: 
 from capml.io.dataset import ENERGY_KEY, FORCES_KEY, STRESS_KEY, read_dataset  # noqa: E402
 from capml.mlip.calculator import mace_calculator  # noqa: E402
 from capml.structures.thermal import harmonic_phonons, load_phonons, to_ase_atoms  # noqa: E402
+from capml.io.jsonio import write_json  # noqa: E402
 
 log = logging.getLogger("capml.mlip")
 
@@ -195,7 +195,7 @@ def evaluate_models(models: Mapping[str, str | Path], files, settings, out_dir: 
         result["phonons"], curves = phonon_errors(reference, phonons, settings.band_points)
         result["phonons"]["reference"] = str(settings.phonons)
         band_plot(curves, out_dir / "phonons.png", f"harmonic phonons vs DFT ({Path(settings.phonons).parent.name})")
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    write_json((out_dir / "metrics.json"), result, indent=2)
     with open(out_dir / "metrics.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["model", "quantity", "unit", "mae", "rmse", "r2"])

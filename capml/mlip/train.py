@@ -13,8 +13,8 @@ run continues from its last checkpoint, and mace's global dtype/logging setup st
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
-import json
 import logging
 import shutil
 import subprocess
@@ -28,6 +28,7 @@ from capml.cli import save_resolved_config
 from capml.errors import InputError
 from capml.io.dataset import ENERGY_KEY, FORCES_KEY, STRESS_KEY
 from capml.mlip.data import SplitFiles, write_splits
+from capml.io.jsonio import write_json
 
 log = logging.getLogger("capml.mlip")
 
@@ -73,7 +74,11 @@ def foundation_in_dtype(foundation: str | None, dtype: str, out_dir: Path) -> st
         return foundation
     import torch
 
-    model = torch.load(foundation, map_location="cpu", weights_only=False)
+    from capml.simulate.mlip import load_mace_module
+
+    if not Path(foundation).is_file():
+        raise InputError(f"mlip.foundation_model={foundation}: file not found (a .model file or a MACE-MP name)")
+    model = load_mace_module(Path(foundation))
     if next(model.parameters()).dtype == getattr(torch, dtype):
         return foundation
     converted = out_dir / f"foundation_{dtype}.model"
@@ -182,6 +187,18 @@ def prepare_work_dir(work_dir: Path, fingerprint: str) -> None:
     stamp.write_text(fingerprint + "\n")
 
 
+def _die_with_parent() -> None:
+    """In the mace child (Linux): end it when train.py ends, however it ends (kill -9 included), so a killed
+    run never leaves a trainer writing into the folder that its rerun uses."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: the child may outlive a killed parent
+        pass
+
+
 def run_mace_train(argv: list[str], work_dir: Path, fingerprint: str) -> Path:
     """Run mace_run_train in a subprocess, its output appended to ``mace_stdout.log``; returns the model file."""
     prepare_work_dir(work_dir, fingerprint)
@@ -189,7 +206,7 @@ def run_mace_train(argv: list[str], work_dir: Path, fingerprint: str) -> Path:
     (work_dir / "mace_command.txt").write_text(" ".join(command) + "\n")
     log.info("mace_run_train %s", " ".join(argv))
     with open(work_dir / "mace_stdout.log", "a") as out, subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_die_with_parent
     ) as process:
         for line in process.stdout:
             out.write(line)
@@ -211,13 +228,37 @@ def run(cfg: DictConfig) -> dict:
     m = cfg.mlip
     check_device(m.device)
     out_dir = Path(m.out_dir)
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(out_dir / ".lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise InputError(f"mlip.out_dir={out_dir}: another train.py task=mlip is writing this folder; wait for it "
+                         "or choose another mlip.out_dir")
+    try:  # the inputs are checked before anything is written; a refused run leaves no folder behind
+        foundation = resolve_foundation(m.foundation_model)
+        files = write_splits(m.dataset, out_dir / "splits", m.valid_fraction, m.test_fraction, seed=m.seed,
+                             require_stress=m.stress_weight > 0, pinned=m.pin_splits,
+                             max_frames=m.max_frames, extra_train=list(m.get("extra_train") or ()))
+        foundation_file = foundation_in_dtype(foundation, m.default_dtype, out_dir)
+        if foundation is not None and foundation not in foundation_names():
+            from capml.io.dataset import read_structures
+            from capml.simulate.mlip import check_elements, load_mace_module
+
+            symbols = {s for split in ("train", "valid", "test") if files.counts.get(split)
+                       for a in read_structures(files.path(split)) for s in a.get_chemical_symbols()}
+            check_elements(load_mace_module(Path(foundation)), sorted(symbols),
+                           f"mlip.foundation_model={foundation} for {m.dataset}")
+    except InputError:
+        lock.close()
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     save_resolved_config(cfg, out_dir, "mlip")
-    foundation = resolve_foundation(m.foundation_model)
-    files = write_splits(m.dataset, out_dir / "splits", m.valid_fraction, m.test_fraction, seed=m.seed,
-                         require_stress=m.stress_weight > 0, pinned=m.pin_splits,
-                         max_frames=m.max_frames, extra_train=list(m.get("extra_train") or ()))
     log.info("splits %s", files.counts)
-    argv = mace_arguments(m, files, out_dir / "mace", foundation_in_dtype(foundation, m.default_dtype, out_dir))
+    argv = mace_arguments(m, files, out_dir / "mace", foundation_file)
     model = run_mace_train(argv, out_dir / "mace", inputs_fingerprint(argv, files))
     if m.export_model:
         export = Path(m.export_model)
@@ -237,6 +278,6 @@ def run(cfg: DictConfig) -> dict:
         "counts": files.counts,
         "metrics": metrics,
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json((out_dir / "summary.json"), summary, indent=2)
     print(f"capml mlip: model {model}, metrics in {out_dir.resolve() / 'summary.json'}")
     return summary

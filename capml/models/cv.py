@@ -19,7 +19,6 @@ errors inside one and two ensemble standard deviations. Outputs: ``cv_prediction
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from capml.errors import InputError
 from capml.io.dataset import merge_datasets, read_structures
 from capml.models.module import regression_metrics
+from capml.io.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,8 @@ def run_cv(cfg: DictConfig) -> float:
                "breakdown": breakdown.to_dict(orient="records")}
     if int(plan.members) > 1:
         summary["calibration"] = calibration(predictions)
-        (out / "calibration.json").write_text(json.dumps(summary["calibration"], indent=1))
-    (out / "cv_metrics.json").write_text(json.dumps(summary, indent=1, default=float))
+        write_json((out / "calibration.json"), summary["calibration"], indent=1)
+    write_json((out / "cv_metrics.json"), summary, indent=1)
     plot_cv(predictions, out / "cv.png", f"{cfg.run_name}: {target}, {plan.folds}-fold x {len(plan.seeds)} seeds")
     log.info("cv %s (%d folds x %d seeds, %d member(s)):\n%s", target, plan.folds, len(plan.seeds), plan.members,
              breakdown.round(4).to_string(index=False))

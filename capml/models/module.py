@@ -139,3 +139,25 @@ class GraphRegressor(pl.LightningModule):
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.max_epochs)
             return {"optimizer": optimizer, "lr_scheduler": scheduler}
         raise InputError(f"model.scheduler '{kind}': expected none, plateau or cosine")
+
+
+class RandomState(pl.Callback):
+    """Saves the random number generators (Python, NumPy, torch) in every checkpoint and restores them on resume,
+    so a resumed training draws the same shuffles and dropout masks as one that was never stopped."""
+
+    def state_dict(self) -> dict:  # plain numbers and tensors only: checkpoints load with weights_only
+        import random
+
+        version, keys, gauss = random.getstate()
+        _, mt, pos, has_gauss, cached = np.random.get_state()
+        return {"python": [version, list(keys), gauss], "numpy": [mt.tolist(), int(pos), int(has_gauss),
+                                                                  float(cached)], "torch": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        import random
+
+        version, keys, gauss = state["python"]
+        random.setstate((version, tuple(keys), gauss))
+        mt, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state(("MT19937", np.asarray(mt, dtype=np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])

@@ -125,6 +125,10 @@ class GapPredictor:
     def predict_members_batch(self, structures: Sequence[Atoms], where: str = "<atoms>") -> np.ndarray:
         """(members, structures): every member on one batch graph (shared with the base model of a correction
         when the cutoffs agree)."""
+        for k, atoms in enumerate(structures):  # the models know crystals only (a molecule's graph is another one)
+            if not np.all(atoms.pbc) or abs(np.linalg.det(atoms.cell.array)) < 1e-6:
+                raise InputError(f"{where}: structure {k} has pbc={atoms.pbc.tolist()} and cell volume "
+                                 f"{abs(np.linalg.det(atoms.cell.array)):.3g} Å^3; expected a periodic crystal")
         graph = batch_graphs(structures, self.cutoff_A, where, workers=self.workers,
                              descriptors=self.descriptors).to(self.device)
         members = np.stack([m.predict_physical(graph).double().cpu().numpy() for m in self.modules])

@@ -13,6 +13,7 @@ from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure  # no pyplot: plots are written to files, whatever the backend
 from omegaconf import DictConfig, OmegaConf
 from torch_geometric.loader import DataLoader
+from capml.io.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def compare_two_stage(runs: dict[str, dict], out: Path) -> pd.DataFrame:
             for name, m in runs.items() for split in ("val", "test") if split in m]
     table = pd.DataFrame(rows)
     table.to_csv(out / "two_stage.csv", index=False)
-    (out / "two_stage.json").write_text(json.dumps(runs, indent=2))
+    write_json((out / "two_stage.json"), runs, indent=2)
     accurate = table[table["run"] != "pretrain"]
     fig = Figure(figsize=(8, 3.5))
     axes = fig.subplots(1, 2)

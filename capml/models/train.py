@@ -23,7 +23,9 @@ from pytorch_lightning.loggers import WandbLogger
 from capml.cli import save_resolved_config
 from capml.errors import InputError
 from capml.models.module import GraphRegressor, regression_metrics, target_scaling_for
+from capml.models.predict import load_module
 from capml.models.report import compare_two_stage, parity_plot, prediction_table
+from capml.io.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def build_module(cfg: DictConfig, datamodule) -> GraphRegressor:
                               target_scaler=datamodule.target_scaler(target_scaling_for(head)).to_dict(), **common)
     if not Path(checkpoint).is_file():
         raise InputError(f"finetune.checkpoint={checkpoint}: file not found")
-    base = GraphRegressor.load_from_checkpoint(checkpoint, map_location="cpu")
+    base = load_module(Path(checkpoint))
     if base.hparams.get("descriptors") != datamodule.descriptors:
         raise InputError(f"finetune.checkpoint={checkpoint}: node descriptors {base.hparams.get('descriptors')}, "
                          f"data.descriptors is {datamodule.descriptors}")
@@ -91,8 +93,28 @@ def instantiate_group(group: DictConfig | None) -> list:
     return [instantiate(item) for item in (group or {}).values() if item is not None and "_target_" in item]
 
 
+def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
+    """``checkpoints/last.ckpt`` of a run killed in ``out`` (a rerun with hydra.run.dir=<that folder>), which the
+    trainer resumes; refused when that run had another config (trainer.max_epochs may grow)."""
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None
+    saved = out / "train.config.yaml"
+    comparable = lambda c: {k: v for k, v in c.items() if k != "trainer"} | {  # noqa: E731
+        "trainer": {k: v for k, v in c.get("trainer", {}).items() if k != "max_epochs"}}
+    current = comparable(OmegaConf.to_container(cfg, resolve=True))
+    previous = comparable(OmegaConf.to_container(OmegaConf.load(saved), resolve=True)) if saved.is_file() else None
+    if previous != current:
+        differ = sorted(k for k in set(current) | set(previous or {}) if (previous or {}).get(k) != current.get(k))
+        raise InputError(f"{last}: {out} holds a run with another config (differs in {differ}); resume it with the "
+                         "same config, or train into another folder (hydra.run.dir)")
+    log.info("resuming from %s", last)
+    return str(last)
+
+
 def train_one(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
+    resume = resume_checkpoint(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_config(cfg, out, "train")
     pl.seed_everything(cfg.seed, workers=True)
@@ -104,7 +126,7 @@ def train_one(cfg: DictConfig) -> dict:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=loggers or False,
                           default_root_dir=str(out))
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
     if checkpoint:
         module = GraphRegressor.load_from_checkpoint(checkpoint, map_location="cpu")
@@ -134,7 +156,7 @@ def train_one(cfg: DictConfig) -> dict:
 
 def write_outputs(cfg: DictConfig, out: Path, module: GraphRegressor, datamodule, table, metrics: dict) -> None:
     table.to_csv(out / "predictions.csv", index=False)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json((out / "metrics.json"), metrics, indent=2)
     parity_plot(table, out / "parity.png", title=f"{cfg.run_name}: {datamodule.target}")
     if cfg.explain.graphs > 0 and len(datamodule.indices["test"]):
         from capml.models.explain import element_pair_importance
@@ -223,7 +245,7 @@ def run_ensemble(cfg: DictConfig) -> float:
         if folder == export and previous.is_file():  # keep what a calibration wrote (flag threshold, base model)
             old = json.loads(previous.read_text())
             card = {**{k: v for k, v in old.items() if k in ("flag_std_eV", "correction_to", "calibration")}, **card}
-        (folder / "ensemble.json").write_text(json.dumps(card, indent=1))
+        write_json((folder / "ensemble.json"), card, indent=1)
     log.info("ensemble of %d: test MAE per member %s", len(results),
              [round(r.get("test_mae", float("nan")), 4) for r in results])
     return float(np.mean([r["val_mae"] for r in results]))

@@ -8,7 +8,6 @@ orbit size) is what a configurational average weights it by. Each relaxed struct
 
 from __future__ import annotations
 
-import json
 from math import comb
 from pathlib import Path
 from typing import Sequence
@@ -27,6 +26,7 @@ from capml.errors import InputError  # noqa: E402
 from capml.simulate.relax import relax  # noqa: E402
 from capml.structures.prototypes import halide_sites  # noqa: E402
 from capml.structures.sampler import SolidSolution  # noqa: E402
+from capml.io.jsonio import write_json  # noqa: E402
 
 RELAXED = "relaxed.extxyz"
 TABLE = "energies.csv"
@@ -78,11 +78,11 @@ def relax_configurations(
     table = ranked_table(read(path, ":"), compositions)
     table.to_csv(out_dir / TABLE, index=False)
     n_sites = n_halide_sites(system)
-    (out_dir / "relaxation_count.json").write_text(json.dumps({
+    write_json((out_dir / "relaxation_count.json"), {
         "compositions": list(map(int, compositions)),
         "relaxations_inequivalent": int(len(table)),
         "relaxations_all_arrangements": int(sum(comb(n_sites, k) for k in compositions)),
-    }, indent=1))
+    }, indent=1)
     plot_energies(table, out_dir / "energies.png")
     return table
 

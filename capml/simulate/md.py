@@ -23,11 +23,11 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 from ase import Atoms
-from ase.io import read, write
 from ase.units import kB
 from tqdm.auto import tqdm
 
 from capml.errors import InputError
+from capml.io.dataset import append_frame, read_complete_frames, write_dataset
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def read_trajectory(path: str | Path, discard_fs: float = 0.0) -> list[Atoms]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: MD trajectory not found; run `simulate.py stage=md` first")
-    return [f for f in read(path, ":") if f.info["time_fs"] >= discard_fs]
+    return [f for f in read_complete_frames(path, repair=False) if f.info["time_fs"] >= discard_fs]
 
 
 def _integrator(model, settings: MDSettings, temperatures_K: Sequence[float]):
@@ -125,10 +125,10 @@ def _truncate(path: Path, last_step: int) -> None:
     """Drop frames written after the last checkpoint (a kill between the two writes)."""
     if not path.exists():
         return
-    frames = read(path, ":")
+    frames = read_complete_frames(path)  # a frame torn by a kill mid-append is cut off
     kept = [f for f in frames if f.info["step"] <= last_step]
     if len(kept) != len(frames):
-        write(path, kept, format="extxyz")
+        write_dataset(path, kept)
 
 
 def run_md(
@@ -153,12 +153,18 @@ def run_md(
     paths = {s.name: trajectory_path(out_dir, s.name) for s in systems}
     checkpoint = out_dir / CHECKPOINT
     init, update = _integrator(model, settings, [s.temperature_K for s in systems])
+    run_key = _run_key(systems, settings)
 
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False, map_location=model.device)
         if saved["names"] != names:
             raise InputError(f"{checkpoint}: written for systems {saved['names']}, not {names}; "
                              "use another out_dir or delete it")
+        changed = {k: (v, run_key[k]) for k, v in saved.get("run", {}).items() if run_key.get(k) != v}
+        if changed:
+            what = ", ".join(f"md.{k}={new} (the run has {old})" for k, (old, new) in changed.items())
+            raise InputError(f"{checkpoint}: cannot resume with {what}; expected the settings of the run "
+                             "(a new run needs another out_dir, or delete this one)")
         state, step = saved["state"], saved["step"]
         torch.set_rng_state(saved["rng_state"])
         for path in paths.values():
@@ -179,15 +185,23 @@ def run_md(
             for _ in range(n):
                 state = update(state)
             step += n
-            _write(state, systems, step, settings, paths, checkpoint)
+            _write(state, systems, step, settings, paths, checkpoint, run_key)
             bar.update(n)
     return paths
 
 
-def _write(state, systems, step, settings, paths, checkpoint: Path) -> None:
+def _run_key(systems, settings: MDSettings) -> dict:
+    """What makes a trajectory the same run: a resume with any of it changed is refused (n_steps may grow)."""
+    return {"timestep_fs": float(settings.timestep_fs), "friction_per_ps": float(settings.friction_per_ps),
+            "seed": int(settings.seed), "ensemble": settings.ensemble, "pressure_GPa": float(settings.pressure_GPa),
+            "barostat_time_fs": float(settings.barostat_time_fs), "save_every_steps": int(settings.save_every_steps),
+            "temperatures_K": [float(s.temperature_K) for s in systems]}
+
+
+def _write(state, systems, step, settings, paths, checkpoint: Path, run_key: dict) -> None:
     for system, frame in zip(systems, _frames(state, systems, step, settings)):
-        write(paths[system.name], frame, format="extxyz", append=True)
+        append_frame(paths[system.name], frame)  # one write and fsync per frame: a kill tears at most the last
     tmp = checkpoint.with_suffix(".tmp")
     torch.save({"names": [s.name for s in systems], "step": step, "state": state,
-                "rng_state": torch.get_rng_state()}, tmp)
+                "rng_state": torch.get_rng_state(), "run": run_key}, tmp)
     os.replace(tmp, checkpoint)

@@ -22,6 +22,29 @@ def _check(model_path: str | Path, dtype: str) -> Path:
     return path
 
 
+def load_mace_module(path: Path, device: str = "cpu"):
+    """The torch module saved in a MACE .model file; InputError naming the file when it is not one."""
+    try:
+        module = torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:  # torch.load raises many types for a file that is not a model
+        raise InputError(f"{path}: cannot load as a MACE model ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())[:160]})") from err
+    if not isinstance(module, torch.nn.Module) or not hasattr(module, "atomic_numbers"):
+        raise InputError(f"{path}: not a MACE model (expected a .model file saved by mace-torch)")
+    return module
+
+
+def check_elements(module, symbols, where: str) -> None:
+    """InputError when the system has an element the MACE model was not trained on."""
+    from ase.data import atomic_numbers, chemical_symbols
+
+    known = {int(z) for z in module.atomic_numbers}
+    missing = sorted({str(s) for s in symbols if atomic_numbers.get(str(s)) not in known})
+    if missing:
+        raise InputError(f"{where}: the model knows {[chemical_symbols[z] for z in sorted(known)]}, not {missing}; "
+                         "expected a model trained on every element of the system")
+
+
 def ase_calculator(model_path: str | Path, dtype: str = "float64", device: str = "cpu"):
     from capml.mlip.calculator import mace_calculator
 
@@ -34,7 +57,7 @@ def batched_model(model_path: str | Path, dtype: str = "float64", device: str = 
     from torch_sim.models.mace import MaceModel
 
     path = _check(model_path, dtype)
-    module = torch.load(path, map_location=device, weights_only=False)
+    module = load_mace_module(path, device)
     # forces need gradients with respect to positions only; with trainable weights every step's backward pass
     # also builds weight gradients, which doubled the cost of a step (33 vs 65 ms for a 40-atom cell on one core)
     module.requires_grad_(False)

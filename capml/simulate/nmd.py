@@ -14,7 +14,6 @@ stabilised; the verdict lists those modes and any that stay soft.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -32,6 +31,7 @@ from scipy.signal import welch  # noqa: E402
 
 from capml.errors import InputError  # noqa: E402
 from capml.structures.thermal import save_dispersion_plot, save_phonons, to_phonopy_atoms  # noqa: E402
+from capml.io.jsonio import write_json  # noqa: E402
 
 FS_TO_PS = 1e-3
 
@@ -180,7 +180,7 @@ def write_results(result: dict, reference: Atoms, temperature_K: float, out_dir:
                   "linewidth_THz": result["linewidth_THz"], "acoustic": result["acoustic"]}).to_csv(
         out / "modes.csv", index_label="mode")
     verdict = stabilisation_verdict(result) | {"temperature_K": temperature_K}
-    (out / "verdict.json").write_text(json.dumps(verdict, indent=1))
+    write_json((out / "verdict.json"), verdict, indent=1)
 
     spectra = result["spectra"]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 3.6))

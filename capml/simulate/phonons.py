@@ -9,7 +9,6 @@ primitive cell and the dispersion is interpolated from the commensurate q-points
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from phonopy import Phonopy
 from capml.structures.parents import imaginary_modes
 from capml.structures.thermal import (full_force_constants, harmonic_phonons, load_phonons,
                                       save_dispersion_plot, save_phonons, to_ase_atoms)
+from capml.io.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def config_phonons(atoms: Atoms, calculator: Calculator, out_dir: str | Path, di
     report = stability(phonon)
     save_dispersion_plot(phonon, out_dir / "band_dos.png",
                          f"{atoms.info.get('config_id', '')} harmonic phonons\n{report['verdict']}", with_dos=True)
-    (out_dir / "stability.json").write_text(json.dumps(report, indent=1))
+    write_json((out_dir / "stability.json"), report, indent=1)
     save_phonons(phonon, target)  # last: its presence marks the configuration done
     log.info("%s: %s", atoms.info.get("config_id", out_dir.name), report["verdict"])
     return phonon

@@ -19,10 +19,11 @@ from capml.simulate import gaps as gap_stage
 from capml.simulate import modes as mode_stage
 from capml.simulate import nmd as nmd_stage
 from capml.simulate.md import MDSettings, MDSystem, read_trajectory, run_md, trajectory_path
-from capml.simulate.mlip import ase_calculator, batched_model
+from capml.simulate.mlip import ase_calculator, batched_model, check_elements
 from capml.simulate.phonons import config_phonons
 from capml.structures.sampler import SolidSolution
 from capml.structures.thermal import full_force_constants, load_phonons
+from capml.io.jsonio import write_json
 
 log = logging.getLogger("capml.simulate")
 
@@ -51,7 +52,10 @@ def _compositions(cfg: DictConfig) -> list[int]:
 
 
 def _calculator(cfg: DictConfig):
-    return ase_calculator(cfg.simulate.mlip_model, cfg.simulate.dtype, cfg.simulate.device)
+    calc = ase_calculator(cfg.simulate.mlip_model, cfg.simulate.dtype, cfg.simulate.device)
+    s = cfg.structures.system
+    check_elements(calc.models[0], [s.a_site, s.b_site, *s.halides], f"simulate.mlip_model={cfg.simulate.mlip_model}")
+    return calc
 
 
 def gap_model(cfg: DictConfig, key: str = "gnn_checkpoint"):
@@ -62,7 +66,11 @@ def gap_model(cfg: DictConfig, key: str = "gnn_checkpoint"):
                          "or point it at a .ckpt file or a folder of them, an ensemble)")
     from capml.models.predict import GapPredictor
 
-    return GapPredictor.from_checkpoint(str(path))
+    model = GapPredictor.from_checkpoint(str(path))
+    if not str(model.target).startswith("gap_"):
+        raise InputError(f"simulate.{key}={path}: a model of target '{model.target}', expected a band-gap model "
+                         "(target gap_<fidelity>)")
+    return model
 
 
 def flag_threshold_eV(cfg: DictConfig, model) -> float:
@@ -114,11 +122,12 @@ def _md_systems(cfg: DictConfig) -> list[tuple[str, float, str]]:
 
 def md(cfg: DictConfig) -> dict:
     m = cfg.simulate.md
-    relaxed = conf_stage.read_relaxed(_folder(cfg, "configurations"))
-    systems = [MDSystem(name, relaxed[cid], t) for cid, t, name in _md_systems(cfg)]
     settings = MDSettings(timestep_fs=m.timestep_fs, friction_per_ps=m.friction_per_ps, n_steps=m.n_steps,
                           save_every_steps=m.save_every_steps, ensemble=m.ensemble, pressure_GPa=m.pressure_GPa,
                           barostat_time_fs=m.barostat_time_fs, seed=cfg.seed)
+    _temperatures(cfg)  # the settings first, then what earlier stages wrote
+    relaxed = conf_stage.read_relaxed(_folder(cfg, "configurations"))
+    systems = [MDSystem(name, relaxed[cid], t) for cid, t, name in _md_systems(cfg)]
     model = batched_model(cfg.simulate.mlip_model, m.dtype, cfg.simulate.device,
                           compute_stress=m.ensemble == "npt")
     return run_md(systems, model, _folder(cfg, "md"), settings)
@@ -149,13 +158,13 @@ def nmd(cfg: DictConfig) -> dict:
 def gaps(cfg: DictConfig) -> pd.DataFrame:
     """Eg(0), <Eg>_T and ΔEg with the gap model (simulate.gnn_checkpoint, HSE06-level by default), and the same
     columns of the model beside it (simulate.gnn_checkpoint_beside, PBEsol) with its fidelity as suffix."""
+    model = gap_model(cfg)  # the model first, then what earlier stages wrote
     table = _table(cfg)
     relaxed = conf_stage.read_relaxed(_folder(cfg, "configurations"))
     runs = [(cid, t, read_trajectory(trajectory_path(_folder(cfg, "md"), name), cfg.simulate.gaps.discard_fs))
             for cid, t, name in _md_systems(cfg)]
     out = _folder(cfg, "gaps")
     out.mkdir(parents=True, exist_ok=True)
-    model = gap_model(cfg)
     flag = flag_threshold_eV(cfg, model)
     static, per_config, summary, series = _gap_tables(model, table, relaxed, runs, flag)
     if cfg.simulate.get("gnn_checkpoint_beside"):
@@ -240,7 +249,7 @@ def pipeline(cfg: DictConfig) -> Path:
     workdir = Path(cfg.workdir).resolve()
     results = {name: str(workdir / name) for name in PIPELINE}
     results["plots"] = sorted(str(p) for p in workdir.glob("*/**/*.png"))
-    (workdir / "results.json").write_text(json.dumps(results, indent=1))
+    write_json((workdir / "results.json"), results, indent=1)
     print("capml simulate pipeline results:")
     for name in PIPELINE:
         print(f"  {name:15s} {results[name]}")

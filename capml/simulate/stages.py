@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from capml.cli import save_resolved_config
 from capml.errors import InputError
-from capml.io.dataset import read_dataset, read_structures, write_dataset
+from capml.io.dataset import check_structure, read_dataset, read_structures, write_dataset
 from capml.labels.base import Labeller
 from capml.labels.run import parse_shard, run_labels
 from capml.simulate import md_check as md_check_stage
@@ -63,6 +63,8 @@ def sample(cfg: DictConfig, **overrides) -> Path:
 
 def label(cfg: DictConfig, limit: int | None = None) -> Path:
     structures = read_structures(cfg.label.structures)
+    for i, atoms in enumerate(structures):
+        check_structure(atoms, f"{cfg.label.structures}: frame {i}")
     summary = run_labels(
         structures,
         cfg.label.out,
@@ -148,6 +150,22 @@ def md_check(cfg: DictConfig):
     return table
 
 
+def import_vasp(cfg: DictConfig):
+    """A folder of VASP runs -> one dataset with its settings and a summary of what was skipped and why."""
+    from capml.labels.vasp_import import ImportOptions, import_vasp as run_import, summary_file, summary_table
+
+    c = cfg["import"]
+    if c.root is None:
+        raise InputError("import.root: expected the folder of VASP runs (import.root=DIR)")
+    options = ImportOptions(root=Path(c.root), out=Path(c.out), patterns=tuple(c.patterns), steps=c.steps,
+                            stride=c.stride, fidelity=c.fidelity, energy_fidelity=c.energy_fidelity,
+                            keep_partial=bool(c.keep_partial), ignore_settings=tuple(c.ignore_settings))
+    summary = run_import(options)
+    print(summary_table(summary))
+    log.info("wrote %d frames to %s (summary %s)", summary.frames, c.out, summary_file(c.out))
+    return summary
+
+
 def active_learning(cfg: DictConfig) -> dict:
     """One active-learning round: MD over the grid, snapshots picked by the gap ensemble's disagreement, labelled
     (see capml.simulate.active_learning)."""
@@ -157,7 +175,7 @@ def active_learning(cfg: DictConfig) -> dict:
 
 
 STAGES = {"parents": parents, "active_learning": active_learning, "sample": sample, "label": label, "validate": validate, "data_demo": data_demo,
-          "md_check": md_check,
+          "md_check": md_check, "import_vasp": import_vasp,
           **simulate_pipeline.PIPELINE, "pipeline": simulate_pipeline.pipeline, "demo": simulate_pipeline.pipeline}
 
 

@@ -7,7 +7,6 @@ phonopy's automatic band path is plotted, with the imaginary modes listed.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Callable
@@ -20,6 +19,7 @@ from phonopy import Phonopy
 from capml.structures.prototypes import mixed_halide_supercell
 from capml.structures.sampler import SolidSolution
 from capml.structures.thermal import harmonic_phonons, save_dispersion_plot, save_phonons
+from capml.io.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,6 @@ def end_member_phonons(
         save_dispersion_plot(phonon, folder / "band_structure.png", f"{name} harmonic dispersion" + (
             f" — {report['n_imaginary_on_path']} imaginary points, lowest {report['lowest_THz']} THz"
             if report["n_imaginary_on_path"] else ""))
-        (folder / "imaginary_modes.json").write_text(json.dumps(report, indent=1))
+        write_json((folder / "imaginary_modes.json"), report, indent=1)
         save_phonons(phonon, target)
     return written

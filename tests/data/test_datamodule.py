@@ -7,7 +7,7 @@ import pytest
 
 from capml.data.datamodule import GraphDataModule
 from capml.errors import InputError
-from capml.io.dataset import read_dataset
+from capml.io.dataset import read_dataset, read_settings
 
 
 def module(path, tmp_path, **kwargs):
@@ -77,7 +77,7 @@ def test_extra_train_frames_join_the_training_split_only(gap_dataset, tmp_path):
             del atoms.info[key]  # the extra file carries other targets than the main one
         atoms.info.update(structure_id=f"md_{k}", gap_gfn2=10.0 + k)  # far outside the set's gaps
     extra[5].info.pop("gap_gfn2")  # a frame without the target adds nothing
-    write_dataset(tmp_path / "md.extxyz", extra)
+    write_dataset(tmp_path / "md.extxyz", extra, read_settings(gap_dataset))  # same labeller, same settings
     plain = module(gap_dataset, tmp_path, target="gap_gfn2", split_seed=2)
     grown = module(gap_dataset, tmp_path, target="gap_gfn2", split_seed=2, extra_train=[tmp_path / "md.extxyz"])
     assert all(np.array_equal(plain.indices[s], grown.indices[s]) for s in plain.indices) and grown.n_extra == 5
@@ -99,6 +99,23 @@ def test_extra_train_frames_join_the_training_split_only(gap_dataset, tmp_path):
         module(gap_dataset, tmp_path, target="gap_gfn2", extra_train=[tmp_path / "md.extxyz"] * 2)
 
 
+def test_an_extra_train_file_of_other_settings_is_refused(gap_dataset, tmp_path):
+    """Labels of another labeller (settings differ, or no settings to tell) never join the training split."""
+    from capml.io.dataset import DatasetSettings, write_dataset
+
+    extra = [a.copy() for a in read_dataset(gap_dataset, require=())[:3]]
+    for k, atoms in enumerate(extra):
+        atoms.info["structure_id"] = f"md_{k}"
+    settings = read_settings(gap_dataset).fidelities
+    other = DatasetSettings({**settings, "gfn2": {**settings["gfn2"], "method": "GFN1-xTB"}})
+    write_dataset(tmp_path / "gfn1.extxyz", extra, other)
+    with pytest.raises(InputError, match=r"gfn1.extxyz .*label settings for fidelity 'gfn2' differ"):
+        module(gap_dataset, tmp_path, target="gap_gfn2", extra_train=[tmp_path / "gfn1.extxyz"])
+    write_dataset(tmp_path / "bare.extxyz", extra)
+    with pytest.raises(InputError, match=r"bare.extxyz: no label settings"):
+        module(gap_dataset, tmp_path, target="gap_gfn2", extra_train=[tmp_path / "bare.extxyz"])
+
+
 def test_an_extra_train_file_without_the_target_adds_nothing(gap_dataset, tmp_path):
     """A PBEsol-only file among the extra files of a HSE06 model: no frames from it, and no error."""
     from capml.io.dataset import write_dataset
@@ -108,7 +125,7 @@ def test_an_extra_train_file_without_the_target_adds_nothing(gap_dataset, tmp_pa
     for k, atoms in enumerate(other):
         atoms.info.pop("gap_ipea1", None)
         atoms.info["structure_id"] = f"other_{k}"
-    write_dataset(tmp_path / "other.extxyz", other)
+    write_dataset(tmp_path / "other.extxyz", other, read_settings(gap_dataset))
     plain = module(gap_dataset, tmp_path, target="gap_ipea1", split_seed=1, split_fractions=[0.5, 0.25, 0.25])
     grown = module(gap_dataset, tmp_path, target="gap_ipea1", split_seed=1, split_fractions=[0.5, 0.25, 0.25],
                    extra_train=[tmp_path / "other.extxyz"])
