@@ -99,6 +99,15 @@ def copper_dataset(folder: Path) -> None:
     write_dataset(folder / "cu.extxyz", frames, SETTINGS)
 
 
+def energy_model(folder: Path) -> None:
+    """A bundled gap checkpoint relabelled as a model of energy_per_atom: a real checkpoint of another target."""
+    import torch
+
+    checkpoint = torch.load(sorted(GNN.glob("*.ckpt"))[0], map_location="cpu", weights_only=False)
+    checkpoint["hyper_parameters"]["target"] = "energy_per_atom"
+    torch.save(checkpoint, folder / "energy.ckpt")
+
+
 @dataclass
 class Case:
     id: str
@@ -174,6 +183,11 @@ CASES = [
     S("gnn_checkpoint_missing", ["stage=gaps", "simulate.gnn_checkpoint={in}/none.ckpt"], ["none.ckpt", "not found"]),
     S("gnn_checkpoint_is_text", ["stage=gaps", "simulate.gnn_checkpoint={in}/fake.ckpt"],
       ["fake.ckpt", "checkpoint"], text("fake.ckpt")),
+    S("gnn_checkpoint_energy_model", ["stage=gaps", "simulate.gnn_checkpoint={in}/energy.ckpt"],
+      ["energy.ckpt", "energy_per_atom", "band-gap model"], energy_model),
+    S("mlip_unknown_element_of_system", ["stage=configurations", "structures.system.halides=[Cl,I]",
+                                         "+structures.system.lattice_constants.Cl=4.7"],
+      ["simulate.mlip_model", "not ['Cl']"]),
     S("gnn_folder_without_ckpt", ["stage=gaps", "simulate.gnn_checkpoint={in}"], ["no *.ckpt"]),
     S("sample_parent_phonons_missing", ["stage=sample", "structures.parent_phonons.Br={in}/no.yaml"],
       ["no.yaml", "not found"]),

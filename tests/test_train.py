@@ -221,3 +221,41 @@ def test_two_stage_summary_over_a_multirun(tmp_path):
     assert (tmp_path / "two_stage_summary.png").exists()
     ranking = rank_sweep(tmp_path)
     assert ranking.iloc[0]["job"] == "2/finetune" and str(ranking.iloc[0]["seed"]) == "2" and len(ranking) == 6
+
+
+def test_killed_training_resumes_to_the_same_model(gap_dataset, tmp_path):
+    """kill -9 a `train.py` run after its third epoch, rerun the same command into the same folder: it resumes
+    from last.ckpt and ends with the metrics of a run that was never stopped (same shuffles, same random state)."""
+    import signal
+    import time
+
+    args = [f"data.path={gap_dataset}", f"data.cache_dir={tmp_path / 'graphs'}", "logger=csv", *TINY,
+            "trainer.max_epochs=12", "explain.graphs=0"]
+    straight = train_cli(*args, f"hydra.run.dir={tmp_path / 'straight'}")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={killed}"], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last, saves, stamp = killed / "checkpoints" / "last.ckpt", 0, None
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline:
+        if last.exists() and last.stat().st_mtime_ns != stamp:
+            stamp, saves = last.stat().st_mtime_ns, saves + 1
+            if saves == 3:
+                proc.send_signal(signal.SIGKILL)
+                break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert torch.load(last, weights_only=False)["epoch"] < 11
+    resumed = train_cli(*args, f"hydra.run.dir={killed}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    assert a["val"] == b["val"] and a["train"] == b["train"]
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    # the same folder with another config is another run: refused, nothing touched
+    other = train_cli(*[a for a in args if not a.startswith("data.batch_size")], "data.batch_size=2",
+                      f"hydra.run.dir={killed}")
+    assert other.returncode == 2 and "another config" in other.stderr and "data" in other.stderr

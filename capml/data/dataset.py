@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -83,9 +84,16 @@ class CrystalGraphDataset(InMemoryDataset):
             f"{file_digest(self.path)}|{self.cutoff_A}|{features}|{CACHE_VERSION}".encode()
         ).hexdigest()[:16]
         root = Path(cache_dir) if cache_dir else self.path.with_name(self.path.name + ".graphs")
-        super().__init__(root=str(root / key))
-        self.load(self.processed_paths[0])
-        self.meta = json.loads(Path(self.processed_paths[1]).read_text())
+        super().__init__(root=str(root / key), log=False)
+        try:
+            self.load(self.processed_paths[0])
+            self.meta = json.loads(Path(self.processed_paths[1]).read_text())
+        except Exception as err:  # a cache torn by a kill (half a file): built again
+            log.warning("%s: graph cache unreadable (%s); rebuilding it", self.processed_dir, type(err).__name__)
+            shutil.rmtree(self.processed_dir, ignore_errors=True)
+            super().__init__(root=str(root / key), log=False)
+            self.load(self.processed_paths[0])
+            self.meta = json.loads(Path(self.processed_paths[1]).read_text())
 
     @property
     def raw_file_names(self) -> list[str]:

@@ -105,10 +105,15 @@ def thermal_gaps(model: GapModel, runs: Sequence[tuple[str, float, Sequence[Atom
                                                                                                pd.DataFrame]:
     """<Eg>_T per (config_id, temperature) from MD frames; all frames of all runs in one prediction.
 
-    The mean is that of the ensemble-mean series over decorrelated snapshots, with the sampling standard error
-    (``gap_T_err_eV``); every member averaged over the same snapshots gives ``gap_T_members_eV`` and the model
-    error of the average (``gap_T_model_err_eV``, spread over members: errors shared by all snapshots do not
-    average out). Returns the averages and the gap time series (for autocorrelation plots).
+    In each run the mean is that of the ensemble-mean series over decorrelated snapshots, with the sampling
+    standard error; every member averaged over the same snapshots gives ``gap_T_members_eV`` and the model error
+    of the average (``gap_T_model_err_eV``, spread over members: errors shared by all snapshots do not average
+    out). Several runs of one (config_id, temperature) are independent replicas: their means are averaged, and
+    the sampling error ``gap_T_err_eV`` is the larger of the standard error of the replica means
+    (``gap_T_between_err_eV``, what reruns would scatter by) and the within-run errors combined
+    (``gap_T_within_err_eV``). ``halves_sigma``: the first and second half of each run (after equilibration)
+    apart, in standard errors (the largest over replicas); above 3 the run is not converged. Returns the
+    averages and the gap time series (for autocorrelation plots).
     """
     frames = [f for _, _, run in runs for f in run]
     if not frames:
@@ -117,21 +122,64 @@ def thermal_gaps(model: GapModel, runs: Sequence[tuple[str, float, Sequence[Atom
     members = member_predictions(model, frames)
     gaps = members.mean(axis=0)
     stds = members.std(axis=0, ddof=1) if len(members) > 1 else np.full(len(gaps), np.nan)
-    rows, series_rows, start = [], [], 0
+    per_run, series_rows, start, replica_of = [], [], 0, {}
     for config_id, temperature, run in runs:
+        key = (config_id, float(temperature))
+        replica = replica_of[key] = replica_of.get(key, -1) + 1
         series = gaps[start:start + len(run)]
         per_member = members[:, start:start + len(run)]
         start += len(run)
         spacing_fs = run[1].info["time_fs"] - run[0].info["time_fs"] if len(run) > 1 else float("nan")
         avg = decorrelated_average(series)
         member_means = per_member[:, ::avg.stride_frames].mean(axis=1)
-        rows.append({"config_id": config_id, "temperature_K": temperature, "gap_T_eV": avg.mean,
-                     "gap_T_err_eV": avg.stderr, "gap_T_model_err_eV": spread(member_means),
-                     "gap_T_members_eV": member_means, "tau_fs": avg.tau_frames * spacing_fs,
-                     "snapshot_spacing_fs": avg.stride_frames * spacing_fs, "n_snapshots": avg.n_snapshots})
-        series_rows += [{"config_id": config_id, "temperature_K": temperature, "time_fs": f.info["time_fs"],
-                         "gap_eV": g, "gap_std_eV": e} for f, g, e in zip(run, series, stds[start - len(run):start])]
+        per_run.append({"config_id": config_id, "temperature_K": temperature, "replica": replica,
+                        "mean": avg.mean, "err": avg.stderr, "members": member_means,
+                        "tau_fs": avg.tau_frames * spacing_fs, "spacing_fs": avg.stride_frames * spacing_fs,
+                        "n": avg.n_snapshots, "halves_sigma": halves_sigma(series)})
+        series_rows += [{"config_id": config_id, "temperature_K": temperature, "replica": replica,
+                         "time_fs": f.info["time_fs"], "gap_eV": g, "gap_std_eV": e}
+                        for f, g, e in zip(run, series, stds[start - len(run):start])]
+    rows = []
+    for (config_id, temperature), group in pd.DataFrame(per_run).groupby(["config_id", "temperature_K"],
+                                                                          sort=False):
+        means, errs = group["mean"].to_numpy(), group["err"].to_numpy()
+        replicas = len(group)
+        between = float(means.std(ddof=1) / np.sqrt(replicas)) if replicas > 1 else float("nan")
+        within = float(np.sqrt(np.sum(errs**2)) / replicas)
+        member_means = np.mean(np.stack(list(group["members"])), axis=0)
+        rows.append({"config_id": config_id, "temperature_K": temperature, "gap_T_eV": float(means.mean()),
+                     "gap_T_err_eV": combined_error(means, errs),
+                     "gap_T_between_err_eV": between, "gap_T_within_err_eV": within,
+                     "gap_T_model_err_eV": spread(member_means), "gap_T_members_eV": member_means,
+                     "replicas": replicas, "tau_fs": float(group["tau_fs"].mean()),
+                     "snapshot_spacing_fs": float(group["spacing_fs"].mean()), "n_snapshots": int(group["n"].sum()),
+                     "halves_sigma": float(group["halves_sigma"].max())})
     return pd.DataFrame(rows), pd.DataFrame(series_rows)
+
+
+HALVES_SIGMA = 3.0  # halves of a run further apart than this many standard errors: not converged
+
+
+def combined_error(replica_means: np.ndarray, replica_errors: np.ndarray) -> float:
+    """The sampling error of the mean of independent replicas: the larger of the standard error of their means
+    and their own errors combined (few replicas scatter little by chance)."""
+    means, errs = np.asarray(replica_means, float), np.asarray(replica_errors, float)
+    within = float(np.sqrt(np.sum(errs**2)) / len(means))
+    if len(means) < 2:
+        return within
+    return float(max(means.std(ddof=1) / np.sqrt(len(means)), within))
+
+
+def halves_sigma(series: np.ndarray) -> float:
+    """|mean(first half) - mean(second half)| in units of their combined standard error (decorrelated
+    snapshots of each half); NaN when a half is too short to have an error."""
+    series = np.asarray(series, float)
+    half = len(series) // 2
+    if half < 4:
+        return float("nan")
+    a, b = decorrelated_average(series[:half]), decorrelated_average(series[half:])
+    err = np.hypot(a.stderr, b.stderr)
+    return float(abs(a.mean - b.mean) / err) if err > 0 else float("nan")
 
 
 def summarise(configs: pd.DataFrame, eg0: dict[str, object], thermal: pd.DataFrame) -> tuple[pd.DataFrame,

@@ -176,7 +176,7 @@ def run_md(
         torch.manual_seed(settings.seed)
         state = init(ts.io.atoms_to_state([s.atoms for s in systems], model.device, model.dtype))
         step = 0
-        _write(state, systems, step, settings, paths, checkpoint)
+        _write(state, systems, step, settings, paths, checkpoint, run_key)
 
     with tqdm(total=settings.n_steps, initial=step, desc=f"MD {len(systems)} systems", unit="step",
               disable=not progress) as bar:

@@ -115,9 +115,16 @@ def phonons(cfg: DictConfig) -> dict:
 
 
 def _md_systems(cfg: DictConfig) -> list[tuple[str, float, str]]:
-    """(config_id, temperature, trajectory name) of every MD run, lowest configurations first."""
+    """(config_id, temperature, trajectory name) of every MD run, lowest configurations first; with
+    ``simulate.md.replicas`` R > 1, R independent runs of each (their own Maxwell-Boltzmann start and noise: one
+    batch, one random stream), named ``<config>_T<T>_r<k>``."""
     chosen = conf_stage.lowest(_table(cfg), cfg.simulate.md.configurations_per_composition)
-    return [(cid, t, f"{cid}_T{t:g}") for t in _temperatures(cfg) for cid in chosen["config_id"]]
+    replicas = int(cfg.simulate.md.get("replicas") or 1)
+    if replicas < 1:
+        raise InputError(f"simulate.md.replicas={replicas}: expected an integer >= 1")
+    suffixes = [""] if replicas == 1 else [f"_r{k}" for k in range(replicas)]
+    return [(cid, t, f"{cid}_T{t:g}{suffix}") for t in _temperatures(cfg) for cid in chosen["config_id"]
+            for suffix in suffixes]
 
 
 def md(cfg: DictConfig) -> dict:
@@ -186,7 +193,7 @@ def gaps(cfg: DictConfig) -> pd.DataFrame:
     series.to_csv(out / "gap_series.csv", index=False)
     title = f"gap model: {model.fidelity.upper()}, {model.members} member(s); errors: MD sampling and ensemble"
     gap_stage.plot_gaps(summary, out / "eg_x_T.png", title=title)
-    _log_gap_summary(summary, model, flag, static, per_config)
+    _log_gap_summary(summary, model, flag, static, per_config, cfg.simulate.gaps.discard_fs)
     return summary
 
 
@@ -205,7 +212,7 @@ def _gap_tables(model, table: pd.DataFrame, relaxed: dict, runs: list, flag_std_
     return static, per_config, summary, series
 
 
-def _log_gap_summary(summary, model, flag_std_eV: float, static, per_config) -> None:
+def _log_gap_summary(summary, model, flag_std_eV: float, static, per_config, discard_fs: float) -> None:
     shown = ["x", "temperature_K", "lowest_gap_0_eV", "lowest_gap_T_eV", "lowest_gap_T_total_err_eV",
              "lowest_delta_gap_percent", "lowest_delta_gap_percent_err", "lowest_error_from"]
     shown += [c for c in summary.columns
@@ -215,6 +222,12 @@ def _log_gap_summary(summary, model, flag_std_eV: float, static, per_config) -> 
     for cid in static.loc[static["outside_training_data"], "config_id"]:
         log.warning("configuration %s: ensemble spread of Eg(0) above %.3f eV, outside the training data", cid,
                     flag_std_eV)
+    unsettled = per_config[per_config["halves_sigma"] > gap_stage.HALVES_SIGMA] if "halves_sigma" in per_config \
+        else per_config.iloc[0:0]
+    for _, row in unsettled.iterrows():
+        log.warning("MD %s at %g K: the two halves of the run (after %g fs equilibration) differ by %.1f standard "
+                    "errors; <Eg>_T is not converged (lengthen md.n_steps or gaps.discard_fs)", row["config_id"],
+                    row["temperature_K"], discard_fs, row["halves_sigma"])
     for _, row in per_config[per_config["snapshots_outside_training_data"] > 0].iterrows():
         log.warning("MD %s at %g K: %.0f %% of the snapshots have an ensemble spread above %.3f eV (outside the "
                     "training data)", row["config_id"], row["temperature_K"],

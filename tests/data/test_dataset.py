@@ -1,6 +1,7 @@
 """The PyG dataset: targets computed from the file independently, the on-disk cache and its key."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,7 +41,9 @@ def test_cache_is_reused_and_rebuilt_when_the_file_changes(gap_dataset, tmp_path
     grown = tmp_path / "grown.extxyz"
     shutil.copy(gap_dataset, grown)
     with open(grown, "a") as handle, open(gap_dataset) as source:
-        handle.write("".join(source.readlines()[:22]))  # one more 20-atom frame
+        first_frame = "".join(source.readlines()[:22])  # one more 20-atom frame, under a new id
+        sid = first_frame.split("structure_id=")[1].split()[0]
+        handle.write(first_frame.replace(f"structure_id={sid}", "structure_id=grown_0"))
     bigger = CrystalGraphDataset(grown, cache_dir=tmp_path)
     assert len(bigger) == len(first) + 1 and bigger.processed_paths[0] != cached
     assert len(CrystalGraphDataset(gap_dataset, cutoff_A=4.0, cache_dir=tmp_path)[0].edge_weight) < len(first[0].edge_weight)
@@ -49,3 +52,15 @@ def test_cache_is_reused_and_rebuilt_when_the_file_changes(gap_dataset, tmp_path
 def test_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="nothere.extxyz: dataset file not found"):
         CrystalGraphDataset(tmp_path / "nothere.extxyz")
+
+
+def test_a_torn_graph_cache_is_rebuilt(gap_dataset, tmp_path):
+    """A kill while the cache was written leaves half a meta.json or graphs.pt: the next run rebuilds it."""
+    first = CrystalGraphDataset(gap_dataset, cache_dir=tmp_path)
+    meta, graphs = Path(first.processed_paths[1]), Path(first.processed_paths[0])
+    meta.write_text(meta.read_text()[:40])
+    again = CrystalGraphDataset(gap_dataset, cache_dir=tmp_path)
+    assert len(again) == len(first) and again.meta == first.meta
+    graphs.write_bytes(graphs.read_bytes()[:100])
+    third = CrystalGraphDataset(gap_dataset, cache_dir=tmp_path)
+    assert len(third) == len(first)

@@ -137,3 +137,14 @@ def test_prefix_ids_writes_a_renamed_copy_with_its_settings(tmp_path):
     assert [a.info["structure_id"] for a in read_dataset(path)] == ["s0", "s1", "s2"]  # the source is untouched
     with pytest.raises(InputError, match="must differ"):
         main([str(path), "--prefix-ids", "r1_", "--out", str(path)])
+
+
+def test_json_outputs_are_strict_and_atomic(tmp_path):
+    import json
+
+    from capml.io.jsonio import write_json
+
+    path = write_json(tmp_path / "metrics.json", {"mae": float("nan"), "r2": np.float32(0.5), "n": np.int64(3),
+                                                  "values": np.array([1.0, np.inf])})
+    assert json.loads(path.read_text()) == {"mae": None, "r2": 0.5, "n": 3, "values": [1.0, None]}
+    assert "NaN" not in path.read_text() and not list(tmp_path.glob("*.tmp"))

@@ -182,3 +182,31 @@ def test_shard_option_from_the_command_line(tmp_path):
     assert ids == [f"s{i:02d}" for i in range(5)]
     bad = subprocess.run(base + ["label.shard=2/2"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "label.shard=2/2" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_torn_failure_line_and_a_second_run_on_one_output(tmp_path):
+    """A kill while a failure is written leaves half a line: the next run retries that structure instead of
+    failing on the file. A second label run on an output that one is writing is refused."""
+    from capml.io.dataset import failures_path, shard_lock
+
+    out = tmp_path / "d.extxyz"
+    labeller = ASECalculatorLabeller(EMT, fidelity="emt")
+    run_labels(structures(3, bad=(1,)), out, labeller)
+    whole = failures_path(out).read_text()
+    failures_path(out).write_text(whole + whole[: len(whole) // 2].replace("s01", "s02"))
+    assert set(read_failures(out)) == {"s01"}
+    with shard_lock(out):  # as another run holds it
+        with pytest.raises(InputError, match="another label run is writing"):
+            run_labels(structures(3, bad=(1,)), out, labeller)
+    again = run_labels(structures(3, bad=(1,)), out, labeller)
+    assert (again.labelled, again.failed, again.skipped) == (0, 0, 3)
+
+
+def test_resume_refuses_moved_structures(tmp_path):
+    out = tmp_path / "d.extxyz"
+    labeller = ASECalculatorLabeller(EMT, fidelity="emt")
+    run_labels(structures(2), out, labeller)
+    moved = structures(2)
+    moved[1].positions[3, 0] += 0.05
+    with pytest.raises(InputError, match=r"'s01'.*moved by up to 0.05 Å"):
+        run_labels(moved, out, labeller)

@@ -105,6 +105,18 @@ def test_scf_that_hit_nelm_is_skipped(tmp_path):
     assert [a.info["ionic_step"] for a in run.frames] == [6, 7, 8, 9, 10]
 
 
+def test_relaxation_that_ran_out_of_steps_is_a_warning(tmp_path):
+    """The 11-step relaxation with NSW lowered to 11 (a copy): VASP stopped at NSW, so the relaxation did not
+    converge; its frames are kept and the run carries a warning."""
+    text = (FIXTURES / "relax" / "vasprun.xml").read_text()
+    line = '<i type="int" name="NSW">    50</i>'
+    assert text.count(line) == 2  # INCAR and parameters
+    (tmp_path / "vasprun.xml").write_text(text.replace(line, line.replace("50", "11")))
+    run = read_vasp_run(tmp_path / "vasprun.xml")
+    assert len(run.frames) == 11 and any("not converged in 11 steps" in w for w in run.warnings)
+    assert not read_vasp_run(FIXTURES / "relax" / "vasprun.xml").warnings
+
+
 def test_functional_names():
     assert functional_name({"GGA": "PS"}, []) == "pbesol"
     assert functional_name({"GGA": "--"}, ["PAW_PBE Si 05Jan2001"]) == "pbe"

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from capml.io.dataset import read_dataset, read_settings
@@ -65,23 +64,32 @@ def test_folder_of_mixed_runs(tmp_path):
     assert "truncated/vasprun.xml" in stdout and "10 imported" in stdout
 
 
-def test_trainers_take_the_imported_dataset(tmp_path):
+def imported(tmp_path) -> Path:
     root = folder(tmp_path, "mos2_shifts")
     out = tmp_path / "out"
     code, _, err = run("simulate.py", "stage=import_vasp", f"import.root={root}", f"workdir={out}")
     assert code == 0, err[-5:]
-    dataset = out / "dataset.extxyz"
+    return out / "dataset.extxyz"
+
+
+def test_the_gnn_trains_on_the_imported_dataset(tmp_path):
+    dataset = imported(tmp_path)
     code, _, err = run("train.py", f"data.path={dataset}", "data.target=gap_optb88_vdw", "trainer.max_epochs=2",
                        "logger=csv", "explain.graphs=0", f"hydra.run.dir={tmp_path / 'gnn'}")
     assert code == 0, err[-5:]
     metrics = json.loads((tmp_path / "gnn" / "metrics.json").read_text())
     assert metrics["target"] == "gap_optb88_vdw" and sum(metrics["frames"].values()) == 10
+
+
+@pytest.mark.slow
+def test_the_mlip_stage_trains_on_the_imported_dataset(tmp_path):
+    dataset = imported(tmp_path)
     code, _, err = run("train.py", "experiment=mlip_base", f"mlip.dataset={dataset}", "mlip.epochs=1",
                        "mlip.export_model=null", f"mlip.out_dir={tmp_path / 'mlip'}", "mlip.valid_fraction=0.1",
                        "mlip.evaluate.phonons=null", "logger=csv", f"hydra.run.dir={tmp_path / 'mlip_run'}")
     assert code == 0, err[-5:]
     summary = json.loads((tmp_path / "mlip" / "summary.json").read_text())
-    assert np.isfinite(summary["test"]["energy"]) if "test" in summary else (tmp_path / "mlip" / "metrics.json").exists()
+    assert Path(summary["model"]).is_file() and summary["counts"]["train"] >= 7
 
 
 def test_different_settings_in_one_fidelity_are_refused(tmp_path):

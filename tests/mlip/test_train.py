@@ -154,3 +154,53 @@ def test_checkpoints_kept_for_same_inputs_dropped_for_changed(tmp_path):
     assert (tmp_path / "checkpoints" / "mace_run-0_epoch-3.pt").exists()
     prepare_work_dir(tmp_path, "b")
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_killed_run_takes_the_mace_trainer_with_it_and_reruns(tmp_path, emt_dataset):
+    """kill -9 `train.py task=mlip` while mace trains: the mace child ends with it (no orphan training beside the
+    rerun), and the same command then finishes (mace resumes from its latest checkpoint)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "mlip"
+    cmd = [sys.executable, "train.py", "experiment=mlip_base", f"mlip.dataset={emt_dataset}", f"mlip.out_dir={out}",
+           "mlip.epochs=40", "mlip.export_model=null", "mlip.evaluate.phonons=null", "mlip.valid_fraction=0.2",
+           "mlip.test_fraction=0.25", "mlip.architecture.num_channels=8", "logger=csv",
+           f"hydra.run.dir={tmp_path / 'run'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    parent = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = out / "mace" / "mace_stdout.log"
+    deadline = time.time() + 300
+    while time.time() < deadline and parent.poll() is None:
+        if log.exists() and "Epoch 1" in log.read_text(errors="ignore"):
+            break
+        time.sleep(0.2)
+    assert parent.poll() is None, "training ended before the kill"
+
+    def children():
+        found = []
+        for pid in os.listdir("/proc"):
+            try:
+                line = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "mace.cli.run_train" in line and str(out) in line:
+                found.append(pid)
+        return found
+
+    assert children(), "no mace child found"
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 20
+    while children() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not children(), "the mace trainer outlived train.py"
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert Path(summary["model"]).is_file() and "trained" in summary["metrics"]

@@ -41,3 +41,17 @@ def test_bad_checkpoint_is_an_input_error(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="junk.ckpt: not a capml GNN checkpoint"):
         GapPredictor.from_checkpoint(junk)
+
+
+def test_a_structure_without_periodicity_is_refused(trained_run):
+    from ase.build import bulk
+
+    from capml.errors import InputError
+    from capml.models.predict import GapPredictor
+
+    model = GapPredictor.from_checkpoint(trained_run["checkpoint"])
+    crystal = bulk("Cu", cubic=True)
+    molecule = crystal.copy()
+    molecule.pbc = False
+    with pytest.raises(InputError, match=r"structure 1 has pbc=\[False, False, False\].*periodic crystal"):
+        model.predict([crystal, molecule])

@@ -150,3 +150,64 @@ def test_batched_model_on_cuda_matches_cpu(mace_model_path):
         out[device] = {k: v.cpu() for k, v in batched_model(mace_model_path, "float64", device)(state).items()}
     assert torch.allclose(out["cpu"]["energy"], out["cuda"]["energy"], atol=1e-8)
     assert torch.allclose(out["cpu"]["forces"], out["cuda"]["forces"], atol=1e-8)
+
+
+def test_torn_frame_and_changed_settings_on_resume(mace_model_path, tmp_path):
+    """A kill in the middle of a trajectory append leaves half a frame: the resume cuts it and goes on. A rerun with
+    another timestep, friction or seed is another run and is refused instead of continuing this one."""
+    model = batched_model(mace_model_path, "float64")
+    settings = MDSettings(n_steps=10, save_every_steps=5, seed=1)
+    run_md(_systems(), model, tmp_path, settings, progress=False)
+    path = tmp_path / "br_300.extxyz"
+    text = path.read_text()
+    path.write_text(text + "".join(text.splitlines(keepends=True)[:3])[:-10])  # a frame's first lines, torn
+    assert [f.info["step"] for f in read_trajectory(path)] == [0, 5, 10]  # readers skip the torn tail
+    run_md(_systems(), model, tmp_path, MDSettings(n_steps=15, save_every_steps=5, seed=1), progress=False)
+    assert [f.info["step"] for f in read(path, ":")] == [0, 5, 10, 15]
+    for change, name in [(dict(timestep_fs=2.0), "timestep_fs"), (dict(friction_per_ps=1.0), "friction_per_ps"),
+                         (dict(seed=2), "seed")]:
+        other = MDSettings(**{"n_steps": 20, "save_every_steps": 5, "seed": 1, **change})
+        with pytest.raises(InputError, match=f"md.{name}="):
+            run_md(_systems(), model, tmp_path, other, progress=False)
+
+
+@pytest.mark.slow
+def test_md_killed_with_sigkill_resumes_bit_for_bit(mace_model_path, tmp_path):
+    """A real kill -9 of a process running MD, then the same run again: the trajectories equal an uninterrupted
+    run's frame for frame."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "md.py"
+    script.write_text(f"""
+import sys
+from capml.simulate.md import MDSettings, MDSystem, run_md
+from capml.simulate.mlip import batched_model
+from capml.structures.prototypes import antiperovskite
+systems = [MDSystem("br_300", antiperovskite("Ag", "S", "Br", 4.79).repeat((2, 1, 1)), 300.0),
+           MDSystem("i_600", antiperovskite("Ag", "S", "I", 4.87), 600.0)]
+run_md(systems, batched_model({str(mace_model_path)!r}, "float64"), sys.argv[1],
+       MDSettings(n_steps=60, save_every_steps=2, seed=3), progress=False)
+""")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    assert subprocess.run([sys.executable, str(script), str(tmp_path / "straight")], env=env).returncode == 0
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(script), str(killed)], env=env)
+    path = killed / "i_600.extxyz"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not path.exists() or path.read_text().count("Lattice=") < 8):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 8 <= path.read_text().count("Lattice=") < 31
+    assert subprocess.run([sys.executable, str(script), str(killed)], env=env).returncode == 0
+    for name in ("br_300", "i_600"):
+        a, b = read(tmp_path / "straight" / f"{name}.extxyz", ":"), read(killed / f"{name}.extxyz", ":")
+        assert [f.info["step"] for f in a] == [f.info["step"] for f in b] == list(range(0, 61, 2))
+        for fa, fb in zip(a, b):
+            np.testing.assert_array_equal(fa.positions, fb.positions)

@@ -132,3 +132,29 @@ def test_gaps_stage_with_an_ensemble_and_a_model_beside(pipeline_run, mace_model
     per_config = pd.read_csv(workdir / "gaps" / "gaps_per_config.csv")
     assert (per_config["snapshots_outside_training_data"] == 1.0).all()
     assert set(per_config["error_from"]) <= {"model", "sampling"}
+
+
+def test_replicas_run_in_one_batch_and_carry_the_sampling_error(pipeline_run, mace_model_path, trained_run,
+                                                                tmp_path):
+    """simulate.md.replicas=3: three independent trajectories per configuration and temperature (own starts and
+    noise), averaged by the gaps stage with the error taken from their spread where it is the larger."""
+    import shutil
+
+    import numpy as np
+    from ase.io import read
+
+    workdir = tmp_path / "run"
+    shutil.copytree(pipeline_run / "configurations", workdir / "configurations")
+    overrides = [*tiny_pipeline_overrides(mace_model_path, trained_run["out"] / "checkpoints" / "best.ckpt"),
+                 "simulate.x=[0,1]", "simulate.temperature=[600]", "simulate.md.replicas=3"]
+    run_stage(simulate_config(workdir, "stage=md", *overrides))
+    names = sorted(p.name for p in (workdir / "md").glob("*.extxyz"))
+    assert len(names) == 6 and all(n.endswith(("_r0.extxyz", "_r1.extxyz", "_r2.extxyz")) for n in names)
+    first = [read(workdir / "md" / n, 1) for n in names[:3]]
+    assert not np.allclose(first[0].get_velocities(), first[1].get_velocities())
+    run_stage(simulate_config(workdir, "stage=gaps", *overrides))
+    per_config = pd.read_csv(workdir / "gaps" / "gaps_per_config.csv")
+    assert (per_config["replicas"] == 3).all() and len(per_config) == 2
+    expected = np.maximum(per_config["gap_T_between_err_eV"], per_config["gap_T_within_err_eV"])
+    np.testing.assert_allclose(per_config["gap_T_err_eV"], expected)
+    assert set(pd.read_csv(workdir / "gaps" / "gap_series.csv")["replica"]) == {0, 1, 2}
