@@ -1,17 +1,7 @@
-"""capml simulation entry point: `python simulate.py stage=<name> [overrides]` (see conf/simulate.yaml)."""
+"""capml simulation entry point: `python simulate.py stage=<name> [overrides]` (see conf/simulate.yaml); the same
+program as the console script `capml-simulate` (capml/entry_points.py)."""
 
-import hydra
-from omegaconf import DictConfig
-
-from capml.cli import CONFIG_DIR, one_line_errors, run_hydra
-from capml.simulate.stages import run_stage
-
-
-@hydra.main(config_path=str(CONFIG_DIR), config_name="simulate", version_base="1.3")
-@one_line_errors
-def main(cfg: DictConfig):
-    return run_stage(cfg)
-
+from capml.entry_points import simulate
 
 if __name__ == "__main__":
-    run_hydra(main, "simulate")
+    simulate()

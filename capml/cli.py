@@ -120,7 +120,7 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    overrides = [a for a in argv if not a.startswith("-")]
+    overrides, user_dirs = _split_hydra_flags(argv)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
@@ -128,8 +128,13 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
     plain = [
         o.input_line
         for o in parsed
-        if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")
+        if not o.is_sweep_override() and (not o.key_or_group.startswith("hydra")
+                                          or o.key_or_group == "hydra.searchpath")
     ]
+    if user_dirs:  # --config-dir: the user's own systems and experiments beside capml's
+        if not all(Path(d).is_dir() for d in user_dirs):
+            fail(f"--config-dir {[d for d in user_dirs if not Path(d).is_dir()][0]}: not a folder")
+        plain.append("hydra.searchpath=[" + ",".join(f"file://{Path(d).resolve()}" for d in user_dirs) + "]")
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=plain)
@@ -147,6 +152,26 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
         if expected:
             shown = default if isinstance(default, (bool, int, float)) else OmegaConf.to_container(default)
             fail(f"{o.input_line}: expected {expected} (the default is {shown})")
+
+
+def _split_hydra_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Overrides, and the folders of --config-dir/-cd, from the command line (Hydra's other flags dropped)."""
+    overrides, dirs, skip = [], [], False
+    for k, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg in ("--config-dir", "-cd"):
+            if k + 1 < len(argv):
+                dirs.append(argv[k + 1])
+            skip = True
+        elif arg.startswith("--config-dir="):
+            dirs.append(arg.split("=", 1)[1])
+        elif arg in ("--config-name", "-cn", "--config-path", "-cp", "--experimental-rerun"):
+            skip = True
+        elif not arg.startswith("-"):
+            overrides.append(arg)
+    return overrides, dirs
 
 
 def _is_text(value) -> bool:
