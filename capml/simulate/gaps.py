@@ -101,8 +101,21 @@ def static_gaps(model: GapModel, relaxed: dict[str, Atoms]) -> dict[str, np.ndar
     return {cid: members[:, k] for k, cid in enumerate(ids)}
 
 
-def thermal_gaps(model: GapModel, runs: Sequence[tuple[str, float, Sequence[Atoms]]]) -> tuple[pd.DataFrame,
-                                                                                               pd.DataFrame]:
+def equilibration_start(series: np.ndarray, candidates: int = 20) -> int:
+    """The first frame to keep: the start t0 (among ``candidates`` evenly spaced ones in the first half) that
+    maximises the number of independent snapshots (n - t0) / τ_int(series[t0:]) (Chodera, JCTC 12, 1799 (2016)):
+    dropping a drift shortens τ_int by more than it shortens the run."""
+    series = np.asarray(series, float)
+    n = len(series)
+    if n < 8:
+        return 0
+    starts = np.unique(np.linspace(0, n // 2, candidates).astype(int))
+    effective = [(n - t0) / integrated_autocorrelation_time(series[t0:]) for t0 in starts]
+    return int(starts[int(np.argmax(effective))])
+
+
+def thermal_gaps(model: GapModel, runs: Sequence[tuple[str, float, Sequence[Atoms]]],
+                 auto_equilibration: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """<Eg>_T per (config_id, temperature) from MD frames; all frames of all runs in one prediction.
 
     In each run the mean is that of the ensemble-mean series over decorrelated snapshots, with the sampling
@@ -112,8 +125,10 @@ def thermal_gaps(model: GapModel, runs: Sequence[tuple[str, float, Sequence[Atom
     the sampling error ``gap_T_err_eV`` is the larger of the standard error of the replica means
     (``gap_T_between_err_eV``, what reruns would scatter by) and the within-run errors combined
     (``gap_T_within_err_eV``). ``halves_sigma``: the first and second half of each run (after equilibration)
-    apart, in standard errors (the largest over replicas); above 3 the run is not converged. Returns the
-    averages and the gap time series (for autocorrelation plots).
+    apart, in standard errors (the largest over replicas); above 3 the run is not converged. With
+    ``auto_equilibration`` each run's start is chosen by :func:`equilibration_start`; ``discarded_fs`` is the MD
+    time of the first frame averaged (the latest over replicas). Returns the averages and the gap time series (for autocorrelation plots; ``used`` marks the
+    frames after equilibration).
     """
     frames = [f for _, _, run in runs for f in run]
     if not frames:
@@ -126,8 +141,10 @@ def thermal_gaps(model: GapModel, runs: Sequence[tuple[str, float, Sequence[Atom
     for config_id, temperature, run in runs:
         key = (config_id, float(temperature))
         replica = replica_of[key] = replica_of.get(key, -1) + 1
-        series = gaps[start:start + len(run)]
-        per_member = members[:, start:start + len(run)]
+        whole = gaps[start:start + len(run)]
+        first = equilibration_start(whole) if auto_equilibration else 0
+        series = whole[first:]
+        per_member = members[:, start + first:start + len(run)]
         start += len(run)
         spacing_fs = run[1].info["time_fs"] - run[0].info["time_fs"] if len(run) > 1 else float("nan")
         avg = decorrelated_average(series)
@@ -135,10 +152,11 @@ def thermal_gaps(model: GapModel, runs: Sequence[tuple[str, float, Sequence[Atom
         per_run.append({"config_id": config_id, "temperature_K": temperature, "replica": replica,
                         "mean": avg.mean, "err": avg.stderr, "members": member_means,
                         "tau_fs": avg.tau_frames * spacing_fs, "spacing_fs": avg.stride_frames * spacing_fs,
-                        "n": avg.n_snapshots, "halves_sigma": halves_sigma(series)})
+                        "n": avg.n_snapshots, "halves_sigma": halves_sigma(series),
+                        "discarded_fs": run[first].info["time_fs"] if len(run) else float("nan")})
         series_rows += [{"config_id": config_id, "temperature_K": temperature, "replica": replica,
-                         "time_fs": f.info["time_fs"], "gap_eV": g, "gap_std_eV": e}
-                        for f, g, e in zip(run, series, stds[start - len(run):start])]
+                         "time_fs": f.info["time_fs"], "gap_eV": g, "gap_std_eV": e, "used": k >= first}
+                        for k, (f, g, e) in enumerate(zip(run, whole, stds[start - len(run):start]))]
     rows = []
     for (config_id, temperature), group in pd.DataFrame(per_run).groupby(["config_id", "temperature_K"],
                                                                           sort=False):
@@ -153,7 +171,8 @@ def thermal_gaps(model: GapModel, runs: Sequence[tuple[str, float, Sequence[Atom
                      "gap_T_model_err_eV": spread(member_means), "gap_T_members_eV": member_means,
                      "replicas": replicas, "tau_fs": float(group["tau_fs"].mean()),
                      "snapshot_spacing_fs": float(group["spacing_fs"].mean()), "n_snapshots": int(group["n"].sum()),
-                     "halves_sigma": float(group["halves_sigma"].max())})
+                     "halves_sigma": float(group["halves_sigma"].max()),
+                     "discarded_fs": float(group["discarded_fs"].max())})
     return pd.DataFrame(rows), pd.DataFrame(series_rows)
 
 

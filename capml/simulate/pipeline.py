@@ -168,16 +168,20 @@ def gaps(cfg: DictConfig) -> pd.DataFrame:
     model = gap_model(cfg)  # the model first, then what earlier stages wrote
     table = _table(cfg)
     relaxed = conf_stage.read_relaxed(_folder(cfg, "configurations"))
-    runs = [(cid, t, read_trajectory(trajectory_path(_folder(cfg, "md"), name), cfg.simulate.gaps.discard_fs))
+    discard = cfg.simulate.gaps.discard_fs
+    auto = str(discard).strip().lower() == "auto"
+    if not auto and not isinstance(discard, (int, float)):
+        raise InputError(f"simulate.gaps.discard_fs={discard!r}: expected a time in fs or 'auto'")
+    runs = [(cid, t, read_trajectory(trajectory_path(_folder(cfg, "md"), name), 0.0 if auto else discard))
             for cid, t, name in _md_systems(cfg)]
     out = _folder(cfg, "gaps")
     out.mkdir(parents=True, exist_ok=True)
     flag = flag_threshold_eV(cfg, model)
-    static, per_config, summary, series = _gap_tables(model, table, relaxed, runs, flag)
+    static, per_config, summary, series = _gap_tables(model, table, relaxed, runs, flag, auto)
     if cfg.simulate.get("gnn_checkpoint_beside"):
         beside = gap_model(cfg, "gnn_checkpoint_beside")
         if beside.fidelity != model.fidelity:
-            _, other_config, other, _ = _gap_tables(beside, table, relaxed, runs, float("nan"))
+            _, other_config, other, _ = _gap_tables(beside, table, relaxed, runs, float("nan"), auto)
             keys = ["x", "temperature_K"]
             columns = ["lowest_gap_0_eV", "lowest_gap_T_eV", "lowest_gap_T_total_err_eV", "lowest_delta_gap_percent",
                        "boltzmann_gap_T_eV", "boltzmann_delta_gap_percent"]
@@ -193,13 +197,14 @@ def gaps(cfg: DictConfig) -> pd.DataFrame:
     series.to_csv(out / "gap_series.csv", index=False)
     title = f"gap model: {model.fidelity.upper()}, {model.members} member(s); errors: MD sampling and ensemble"
     gap_stage.plot_gaps(summary, out / "eg_x_T.png", title=title)
-    _log_gap_summary(summary, model, flag, static, per_config, cfg.simulate.gaps.discard_fs)
+    _log_gap_summary(summary, model, flag, static, per_config, discard)
     return summary
 
 
-def _gap_tables(model, table: pd.DataFrame, relaxed: dict, runs: list, flag_std_eV: float):
+def _gap_tables(model, table: pd.DataFrame, relaxed: dict, runs: list, flag_std_eV: float,
+                auto_equilibration: bool = False):
     eg0 = gap_stage.static_gaps(model, {cid: relaxed[cid] for cid in table["config_id"]})
-    thermal, series = gap_stage.thermal_gaps(model, runs)
+    thermal, series = gap_stage.thermal_gaps(model, runs, auto_equilibration)
     per_config, summary = gap_stage.summarise(table, eg0, thermal)
     static = table[["config_id", "x", "multiplicity", "energy_eV", "rank"]].assign(
         gap_0_eV=table["config_id"].map(lambda c: float(eg0[c].mean())),
@@ -212,7 +217,7 @@ def _gap_tables(model, table: pd.DataFrame, relaxed: dict, runs: list, flag_std_
     return static, per_config, summary, series
 
 
-def _log_gap_summary(summary, model, flag_std_eV: float, static, per_config, discard_fs: float) -> None:
+def _log_gap_summary(summary, model, flag_std_eV: float, static, per_config, discard_fs) -> None:
     shown = ["x", "temperature_K", "lowest_gap_0_eV", "lowest_gap_T_eV", "lowest_gap_T_total_err_eV",
              "lowest_delta_gap_percent", "lowest_delta_gap_percent_err", "lowest_error_from"]
     shown += [c for c in summary.columns
@@ -225,9 +230,9 @@ def _log_gap_summary(summary, model, flag_std_eV: float, static, per_config, dis
     unsettled = per_config[per_config["halves_sigma"] > gap_stage.HALVES_SIGMA] if "halves_sigma" in per_config \
         else per_config.iloc[0:0]
     for _, row in unsettled.iterrows():
-        log.warning("MD %s at %g K: the two halves of the run (after %g fs equilibration) differ by %.1f standard "
-                    "errors; <Eg>_T is not converged (lengthen md.n_steps or gaps.discard_fs)", row["config_id"],
-                    row["temperature_K"], discard_fs, row["halves_sigma"])
+        log.warning("MD %s at %g K: the two halves of the run (after %g fs equilibration, gaps.discard_fs=%s) differ "
+                    "by %.1f standard errors; <Eg>_T is not converged (lengthen md.n_steps)", row["config_id"],
+                    row["temperature_K"], row.get("discarded_fs", float("nan")), discard_fs, row["halves_sigma"])
     for _, row in per_config[per_config["snapshots_outside_training_data"] > 0].iterrows():
         log.warning("MD %s at %g K: %.0f %% of the snapshots have an ensemble spread above %.3f eV (outside the "
                     "training data)", row["config_id"], row["temperature_K"],

@@ -181,3 +181,36 @@ def test_halves_of_a_drifting_run_disagree():
     steady = ar1(0.5, 2000, seed=3)
     drifting = steady + np.linspace(0.0, 2.0, 2000)  # not equilibrated: the gap drifts through the run
     assert halves_sigma(steady) < HALVES_SIGMA < halves_sigma(drifting)
+
+
+def test_automatic_equilibration_drops_the_transient():
+    """A gap that relaxes from 0.8 eV above its mean with a 300-frame time constant: the automatic start drops the
+    transient, the fixed start at 0 keeps it and is biased, and the kept part's average is the true one."""
+    from capml.simulate.gaps import equilibration_start
+
+    n = 3000
+    transient = 0.8 * np.exp(-np.arange(n) / 300.0)
+    means = {"auto": [], "fixed": []}
+    for seed in range(10):
+        runs = [("a", 300.0, [_frame_at(x, t) for t, x in enumerate(ar1(0.8, n, seed) * 0.1 + transient)])]
+        fixed, _ = thermal_gaps(ShiftGap(), runs)
+        thermal, series = thermal_gaps(ShiftGap(), runs, auto_equilibration=True)
+        means["fixed"].append(fixed["gap_T_eV"].iloc[0])
+        means["auto"].append(thermal["gap_T_eV"].iloc[0])
+        t0 = equilibration_start(ar1(0.8, n, seed) * 0.1 + transient)
+        assert 600 <= t0 <= n // 2  # past two time constants of the transient
+        assert thermal["discarded_fs"].iloc[0] == 10.0 * t0 and not series["used"].iloc[0]
+    assert abs(np.mean(means["auto"])) < 0.02 < np.mean(means["fixed"])
+
+
+class ShiftGap:
+    """The gap is the first atom's x coordinate (eV per Å)."""
+
+    def predict(self, structures):
+        return np.array([a.positions[0, 0] for a in structures])
+
+
+def _frame_at(x: float, t: int) -> Atoms:
+    atoms = Atoms("H", positions=[[x, 0, 0]])
+    atoms.info["time_fs"] = 10.0 * t
+    return atoms
