@@ -51,15 +51,27 @@ def ase_calculator(model_path: str | Path, dtype: str = "float64", device: str =
     return mace_calculator(_check(model_path, dtype), dtype=dtype, device=device)
 
 
+NEIGHBOUR_LISTS = ("batched", "per_system")
+
+
 def batched_model(model_path: str | Path, dtype: str = "float64", device: str = "cpu",
-                  compute_stress: bool = False):
-    """torch-sim ``MaceModel`` around the MACE module saved in ``model_path``."""
+                  compute_stress: bool = False, neighbour_list: str = "batched", skin_A: float = 1.0):
+    """torch-sim ``MaceModel`` around the MACE module saved in ``model_path``. ``neighbour_list="batched"``: one
+    neighbour-list pass for all systems on the model's device with a Verlet skin (capml.simulate.neighbours);
+    ``"per_system"``: torch-sim's own loop (vesin per system on the CPU)."""
     from torch_sim.models.mace import MaceModel
 
+    from capml.simulate.neighbours import batched_mace_model
+
+    if neighbour_list not in NEIGHBOUR_LISTS:
+        raise InputError(f"simulate.md.neighbour_list={neighbour_list!r}: expected one of {list(NEIGHBOUR_LISTS)}")
     path = _check(model_path, dtype)
     module = load_mace_module(path, device)
     # forces need gradients with respect to positions only; with trainable weights every step's backward pass
     # also builds weight gradients, which doubled the cost of a step (33 vs 65 ms for a 40-atom cell on one core)
     module.requires_grad_(False)
+    if neighbour_list == "batched":
+        return batched_mace_model(module, torch.device(device), DTYPES[dtype], compute_stress=compute_stress,
+                                  skin_A=skin_A)
     return MaceModel(module, device=torch.device(device), dtype=DTYPES[dtype], compute_forces=True,
                      compute_stress=compute_stress)

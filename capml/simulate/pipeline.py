@@ -136,7 +136,8 @@ def md(cfg: DictConfig) -> dict:
     relaxed = conf_stage.read_relaxed(_folder(cfg, "configurations"))
     systems = [MDSystem(name, relaxed[cid], t) for cid, t, name in _md_systems(cfg)]
     model = batched_model(cfg.simulate.mlip_model, m.dtype, cfg.simulate.device,
-                          compute_stress=m.ensemble == "npt")
+                          compute_stress=m.ensemble == "npt", neighbour_list=m.get("neighbour_list", "batched"),
+                          skin_A=float(m.get("skin_A", 1.0)))
     return run_md(systems, model, _folder(cfg, "md"), settings)
 
 
