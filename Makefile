@@ -21,6 +21,7 @@ test-slow: install
 test-gpu: install
 	$(PY) -m pytest -m "gpu" -q
 	$(PY) bench/bench_md.py --model models/mace_finetuned.model --systems 32 --steps 50 --device cuda
+	$(PY) bench/bench_md.py --model models/mace_finetuned.model --systems 256 --steps 50 --device cuda --skip-ase
 
 bench: install
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

@@ -75,3 +75,14 @@ def test_mace_with_the_batched_list_equals_the_per_system_loop(mace_model_path):
     ours = batched_model(mace_model_path, "float64", compute_stress=True, neighbour_list="batched")(state)
     for key in ("energy", "forces", "stress"):
         np.testing.assert_allclose(ours[key].numpy(), loop[key].numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_list_on_cuda_equals_the_cpu_list():
+    cells = batch()
+    positions, lattice, system_idx = tensors(cells)
+    cpu = batched_neighbour_list(positions, lattice, system_idx, 5.0)
+    gpu = batched_neighbour_list(positions.cuda(), lattice.cuda(), system_idx.cuda(), 5.0)
+    key = lambda e, s: sorted(zip(*e.cpu().tolist(), map(tuple, s.cpu().round().long().tolist())))  # noqa: E731
+    assert key(*cpu) == key(*gpu)
