@@ -26,11 +26,14 @@ test-gpu: install
 bench: install
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
 
+# labelled sets beside dataset.extxyz: not their inputs (*_structures.extxyz) nor label shards waiting to be merged
+LABELLED_SETS = $(shell ls data/ag3sbri/al_round*.extxyz data/ag3sbri/md_check_*.extxyz 2>/dev/null \
+	| grep -v -e '_structures.extxyz$$' -e '\.shard[0-9]*of[0-9]*\.extxyz$$')
+
 # regenerate the bundled dataset's data card and plots (run before committing a grown dataset)
 card: install
 	$(PY) -m capml.io.report data/ag3sbri/dataset.extxyz --card data/ag3sbri/README.md \
-	    --extra data/ag3sbri/relaxed.extxyz $(filter-out %_structures.extxyz,$(wildcard data/ag3sbri/al_round*.extxyz)) \
-	    $(wildcard data/ag3sbri/md_check_*.extxyz)
+	    --extra data/ag3sbri/relaxed.extxyz $(LABELLED_SETS)
 
 clean:
 	rm -rf runs outputs multirun .pytest_cache

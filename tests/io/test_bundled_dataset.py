@@ -104,13 +104,15 @@ def test_recomputed_structure_matches_stored_energy(frames):
     assert labels.gaps_eV["pbesol"] == pytest.approx(atoms.info["gap_pbesol"], abs=5e-3)
 
 
-LABEL_SETS = [("relaxed.extxyz", "relaxed_structures.extxyz"), ("al_round0.extxyz", "al_round0_structures.extxyz")]
+LABEL_SETS = [("relaxed.extxyz", "relaxed_structures.extxyz"), ("al_round0.extxyz", "al_round0_structures.extxyz")] + [
+    (f"md_check_{run}.extxyz", f"md_check_{run}_structures.extxyz")
+    for run in ("round0", "round1_seed0", "round1_seed1", "round1_seed2")]
 
 
 @pytest.mark.parametrize("name, inputs", LABEL_SETS)
 def test_label_sets_where_the_simulation_goes(name, inputs):
-    """Relaxed configurations and active-learning MD snapshots: the contract, both fidelities on every frame, the
-    sampled set's settings, and frames that are exactly their label inputs."""
+    """Relaxed configurations, active-learning MD snapshots and the earlier MD checks: the contract, both
+    fidelities on every frame, the sampled set's settings, and frames that are exactly their label inputs."""
     from capml.io.dataset import shard_files
 
     path = DATA / name
