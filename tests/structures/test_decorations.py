@@ -67,3 +67,25 @@ def test_3x3x3_random_mode_multiplicities_divide_group_order(k):
     for d in decorations:
         assert len(perms) % d.multiplicity == 0
         assert d.multiplicity <= comb(27, k)
+
+
+@pytest.mark.parametrize("name", ["diamond_SiGe", "rocksalt_NaK_Cl"])
+def test_other_structure_types_against_burnside(name):
+    """The enumeration is not tied to the anti-perovskite: (Si,Ge) on every site of the 8-atom diamond cell, and
+    (Na,K) on the cation sites of a 2x2x2 rock-salt primitive cell (8 of 16 atoms), counted against Burnside's
+    lemma on the same symmetry group, every multiplicity summing to C(n, k)."""
+    from ase.build import bulk
+
+    if name == "diamond_SiGe":
+        atoms = bulk("Si", "diamond", a=5.5, cubic=True)
+        sites = np.arange(len(atoms))
+    else:
+        atoms = bulk("NaCl", "rocksalt", a=5.6).repeat((2, 2, 2))
+        sites = np.flatnonzero(atoms.numbers == 11)
+    perms = site_permutations(atoms, sites)
+    n = len(sites)
+    assert n == 8 and len(perms) > 1
+    for k in range(n + 1):
+        decorations = inequivalent_decorations(perms, k)
+        assert len(decorations) == burnside_orbit_count(perms, k)
+        assert sum(d.multiplicity for d in decorations) == comb(n, k)
