@@ -56,3 +56,16 @@ def test_console_scripts(tmp_path):
     assert read(tmp_path / "imported" / "dataset.extxyz", ":")[0].info["structure_id"] == "relax/vasprun.xml@10"
     code, _, err = run([str(BIN / "capml-train"), "trainer.max_epochs=abc"], tmp_path)
     assert code == 2 and err == ["error: trainer.max_epochs=abc: expected a number (the default is 300)"]
+
+
+def test_importing_capml_leaves_the_matplotlib_backend_alone():
+    """A notebook's backend stays what it was: no module of capml calls matplotlib.use (plots go through
+    matplotlib.figure.Figure)."""
+    code = ("import matplotlib; matplotlib.use('svg'); import importlib, pkgutil, capml\n"
+            "for m in pkgutil.walk_packages(capml.__path__, 'capml.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "print(matplotlib.get_backend())")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "svg"

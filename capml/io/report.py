@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402  (no pyplot: importing capml never switches a backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -40,7 +37,8 @@ def dataset_table(frames) -> pd.DataFrame:
 
 def gap_histograms(table: pd.DataFrame, out: Path) -> Path:
     fidelities = [c for c in table.columns if c.startswith(GAP_PREFIX)]
-    fig, axes = plt.subplots(1, len(fidelities), figsize=(4.5 * len(fidelities), 3.5), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(fidelities), 3.5))
+    axes = fig.subplots(1, len(fidelities), squeeze=False)
     for ax, key in zip(axes[0], fidelities):
         values = table[key].dropna()
         ax.hist(values, bins=20, color="tab:blue" if "pbesol" in key else "tab:red", alpha=0.8)
@@ -49,13 +47,13 @@ def gap_histograms(table: pd.DataFrame, out: Path) -> Path:
         ax.set_title(f"{key}: n={len(values)}, mean {values.mean():.3f} eV")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
-    plt.close(fig)
     return out
 
 
 def gap_vs_composition(table: pd.DataFrame, out: Path) -> Path:
     fidelities = [c for c in table.columns if c.startswith(GAP_PREFIX)]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     for key in fidelities:
         sub = table.dropna(subset=[key])
         ax.scatter(sub["x"], sub[key], s=12, label=key, alpha=0.7)
@@ -64,7 +62,6 @@ def gap_vs_composition(table: pd.DataFrame, out: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=120)
-    plt.close(fig)
     return out
 
 

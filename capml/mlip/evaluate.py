@@ -13,10 +13,8 @@ import logging
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402  (no pyplot: importing capml never switches a backend)
+from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 from ase import Atoms  # noqa: E402
 from ase.units import GPa  # noqa: E402
@@ -98,7 +96,8 @@ def split_errors(model_path, frames, dtype="float64", device="cpu", batch_size=1
 
 def parity_plot(pairs: Mapping[str, Mapping[str, tuple]], metrics: Mapping[str, Mapping], path: Path) -> None:
     """One panel per quantity, one colour per model."""
-    fig, axes = plt.subplots(1, len(UNITS), figsize=(4.2 * len(UNITS), 4))
+    fig = Figure(figsize=(4.2 * len(UNITS), 4))
+    axes = fig.subplots(1, len(UNITS))
     for ax, q in zip(axes, UNITS):
         for name, model_pairs in pairs.items():
             ref, pred = model_pairs[q]
@@ -114,7 +113,6 @@ def parity_plot(pairs: Mapping[str, Mapping[str, tuple]], metrics: Mapping[str, 
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def band_qpoints(phonon: Phonopy, n_points: int) -> tuple[list[np.ndarray], list[str], list[bool]]:
@@ -154,17 +152,18 @@ def phonon_errors(reference: Phonopy, phonons: Mapping[str, Phonopy], n_points: 
 
 
 def band_plot(curves: Mapping, path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     x = np.arange(len(curves["reference"]))
     ax.plot(x, curves["reference"], "k-", lw=1.2)
     styles = iter(["C0--", "C3:", "C2-."])
-    handles = [plt.Line2D([], [], color="k", label="DFT")]
+    handles = [Line2D([], [], color="k", label="DFT")]
     for name, freqs in curves.items():
         if name in ("reference", "labels", "segments"):
             continue
         style = next(styles)
         ax.plot(x, freqs, style, lw=1)
-        handles.append(plt.Line2D([], [], color=style[:2], ls=style[2:], label=name))
+        handles.append(Line2D([], [], color=style[:2], ls=style[2:], label=name))
     for edge in np.cumsum(curves["segments"])[:-1]:
         ax.axvline(edge - 0.5, color="grey", lw=0.5)
     ax.axhline(0, color="grey", lw=0.5)
@@ -175,7 +174,6 @@ def band_plot(curves: Mapping, path: Path, title: str) -> None:
     ax.legend(handles=handles, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def evaluate_models(models: Mapping[str, str | Path], files, settings, out_dir: str | Path) -> dict:

@@ -12,10 +12,7 @@ from math import comb
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402  (no pyplot: importing capml never switches a backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from ase.calculators.calculator import Calculator  # noqa: E402
@@ -114,7 +111,8 @@ def lowest(table: pd.DataFrame, n_per_composition: int | None) -> pd.DataFrame:
 
 
 def plot_energies(table: pd.DataFrame, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     sc = ax.scatter(table["x"], table["above_lowest_meV_per_atom"], s=10 + 4 * table["multiplicity"],
                     c=table["multiplicity"], cmap="viridis", edgecolor="k", linewidth=0.3)
     fig.colorbar(sc, ax=ax, label="multiplicity")
@@ -123,4 +121,3 @@ def plot_energies(table: pd.DataFrame, path: Path) -> None:
     ax.set_title(f"{len(table)} inequivalent configurations, relaxed")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -13,10 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402  (no pyplot: importing capml never switches a backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from ase import Atoms  # noqa: E402
@@ -273,7 +270,8 @@ def dominant(sampling, model) -> list[str]:
 def plot_gaps(summary: pd.DataFrame, path: Path, title: str = "") -> None:
     """Eg(x) per temperature with Eg(0), and ΔEg(x) in %, lowest configuration and Boltzmann average; error bars
     are MD sampling and ensemble spread combined."""
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig = Figure(figsize=(9, 3.6))
+    (ax, bx) = fig.subplots(1, 2)
     for i, (temperature, group) in enumerate(summary.groupby("temperature_K")):
         colour = f"C{i}"
         ax.errorbar(group["x"], group["lowest_gap_T_eV"], group["lowest_gap_T_total_err_eV"], color=colour,
@@ -297,4 +295,3 @@ def plot_gaps(summary: pd.DataFrame, path: Path, title: str = "") -> None:
     bx.legend(fontsize=7, title="solid: lowest, dashed: Boltzmann", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

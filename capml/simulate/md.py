@@ -22,7 +22,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 import torch
-from ase import Atoms
+from ase import Atoms, units
 from ase.units import kB
 from tqdm.auto import tqdm
 
@@ -90,7 +90,7 @@ def _integrator(model, settings: MDSettings, temperatures_K: Sequence[float]):
     gamma = torch.tensor(settings.friction_per_ps / MetalUnits.time, **kw)
     if settings.ensemble == "nvt":
         return ts.integrators.nvt_langevin(model, dt=dt, kT=kT, gamma=gamma, seed=settings.seed)
-    pressure = torch.tensor(settings.pressure_GPa / 160.21766208, **kw)  # GPa -> eV/Å^3
+    pressure = torch.tensor(settings.pressure_GPa * units.GPa, **kw)  # GPa -> eV/Å^3
     b_tau = torch.tensor(settings.barostat_time_fs * 1e-3 * MetalUnits.time, **kw)
     return ts.integrators.npt_langevin(model, dt=dt, kT=kT, external_pressure=pressure, alpha=gamma,
                                        b_tau=b_tau, seed=settings.seed)

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402  (no pyplot: importing capml never switches a backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from ase import Atoms  # noqa: E402
@@ -84,7 +81,8 @@ def frozen_modes(atoms: Atoms, force_constants: np.ndarray, model: GapModel, tem
 
 
 def plot_modes(table: pd.DataFrame, path: Path, title: str = "") -> None:
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
     for i, (species, group) in enumerate(table.groupby("dominant_species")):
         ax.scatter(group["frequency_THz"], 1000 * group["delta_gap_eV"], s=14, color=f"C{i}",
                    label=f"{species}-dominated")
@@ -95,4 +93,3 @@ def plot_modes(table: pd.DataFrame, path: Path, title: str = "") -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -18,10 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402  (no pyplot: importing capml never switches a backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from ase import Atoms  # noqa: E402
@@ -183,7 +180,8 @@ def write_results(result: dict, reference: Atoms, temperature_K: float, out_dir:
     write_json((out / "verdict.json"), verdict, indent=1)
 
     spectra = result["spectra"]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig = Figure(figsize=(9, 3.6))
+    (ax, bx) = fig.subplots(1, 2)
     top = spectra.power / spectra.power.max(axis=1, keepdims=True).clip(min=1e-300)
     ax.imshow(top[np.argsort(result["renormalised_THz"])], aspect="auto", origin="lower", cmap="magma",
               extent=(spectra.frequencies_THz[0], spectra.frequencies_THz[-1], 0, len(top)))
@@ -201,7 +199,6 @@ def write_results(result: dict, reference: Atoms, temperature_K: float, out_dir:
     bx.set_title(verdict["verdict"], fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "spectra.png", dpi=120)
-    plt.close(fig)
 
     phonon = renormalised_phonons(reference, result)
     phonon.auto_band_structure(npoints=51)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
 from ase.calculators.calculator import Calculator
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS, FIRE, LBFGS
@@ -43,7 +43,7 @@ def relax(
         raise InputError(f"relax optimizer='{optimizer}': expected one of {sorted(OPTIMIZERS)}")
     work = atoms.copy()
     work.calc = calculator
-    target = FrechetCellFilter(work, scalar_pressure=pressure_GPa / 160.21766208) if relax_cell else work
+    target = FrechetCellFilter(work, scalar_pressure=pressure_GPa * units.GPa) if relax_cell else work
     opt = OPTIMIZERS[optimizer](target, logfile=None)
     converged = bool(opt.run(fmax=fmax_eV_A, steps=max_steps))
     forces = work.get_forces()

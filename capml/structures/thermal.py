@@ -97,10 +97,7 @@ def save_phonons(phonon: Phonopy, path: str | Path) -> None:
 def save_dispersion_plot(phonon: Phonopy, path: str | Path, title: str, with_dos: bool = False) -> Path:
     """phonopy's band-structure plot (and total DOS) of a phonon whose band structure is computed, with units and
     a title, to PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # phonopy draws through pyplot; its figure is closed again, nothing else
 
     if with_dos:
         phonon.auto_total_dos()
@@ -109,7 +106,7 @@ def save_dispersion_plot(phonon: Phonopy, path: str | Path, title: str, with_dos
     figure.axes[0].set_ylabel("Frequency (THz)")
     figure.suptitle(title, fontsize=9)
     figure.savefig(path, dpi=120)
-    plt.close("all")
+    plt.close(figure)
     return Path(path)
 
 
