@@ -7,7 +7,8 @@ One function serves both uses:
 
 The run directory gets the split files, mace's own logs/checkpoints/results, the final model, and
 ``metrics.json`` from :mod:`capml.mlip.evaluate`. mace runs in a subprocess with ``--restart_latest``, so a killed
-run continues from its last checkpoint, and mace's global dtype/logging setup stays out of the caller.
+run continues from its last checkpoint (``mlip.resume=false``: starts over, for the numbers of an uninterrupted
+run), and mace's global dtype/logging setup stays out of the caller.
 """
 
 from __future__ import annotations
@@ -176,12 +177,18 @@ def inputs_fingerprint(argv: list[str], files: SplitFiles) -> str:
     return digest.hexdigest()
 
 
-def prepare_work_dir(work_dir: Path, fingerprint: str) -> None:
+def prepare_work_dir(work_dir: Path, fingerprint: str, resume: bool = True) -> None:
     """Keep mace's checkpoints for a rerun with the same flags and data (it resumes from the last one); drop them
-    when flags or data changed, so a grown dataset is never "resumed" past its last epoch without training."""
+    when flags or data changed, so a grown dataset is never "resumed" past its last epoch without training, and
+    when ``resume`` is off (a killed run then starts over and ends with an uninterrupted run's numbers: mace keeps
+    neither its random state nor the raw weights under EMA, so a resumed run ends elsewhere)."""
     stamp = work_dir / "inputs.sha256"
     if stamp.exists() and stamp.read_text().strip() != fingerprint:
         log.warning("%s: flags or data changed since the last run; starting afresh", work_dir)
+        shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
+    elif not resume and (work_dir / "checkpoints").exists():
+        log.warning("%s: mlip.resume=false; the checkpoints of the earlier run are dropped, training starts over",
+                    work_dir)
         shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(fingerprint + "\n")
@@ -199,9 +206,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def run_mace_train(argv: list[str], work_dir: Path, fingerprint: str) -> Path:
+def run_mace_train(argv: list[str], work_dir: Path, fingerprint: str, resume: bool = True) -> Path:
     """Run mace_run_train in a subprocess, its output appended to ``mace_stdout.log``; returns the model file."""
-    prepare_work_dir(work_dir, fingerprint)
+    prepare_work_dir(work_dir, fingerprint, resume)
     command = [sys.executable, "-m", "mace.cli.run_train", *argv]
     (work_dir / "mace_command.txt").write_text(" ".join(command) + "\n")
     log.info("mace_run_train %s", " ".join(argv))
@@ -259,7 +266,7 @@ def run(cfg: DictConfig) -> dict:
     save_resolved_config(cfg, out_dir, "mlip")
     log.info("splits %s", files.counts)
     argv = mace_arguments(m, files, out_dir / "mace", foundation_file)
-    model = run_mace_train(argv, out_dir / "mace", inputs_fingerprint(argv, files))
+    model = run_mace_train(argv, out_dir / "mace", inputs_fingerprint(argv, files), bool(m.get("resume", True)))
     if m.export_model:
         export = Path(m.export_model)
         export.parent.mkdir(parents=True, exist_ok=True)
