@@ -49,14 +49,15 @@ def one_line_errors(task: Callable[[DictConfig], object]) -> Callable[[DictConfi
     return wrapped
 
 
-# what a failed run keeps of what it wrote: data it computed (a later run resumes from it)
-WORK_PRODUCTS = (".extxyz", ".jsonl", ".ckpt", ".traj", ".model", ".lock")
+# what a run refused for bad input removes of what it wrote: the records of the run itself (resolved configs);
+# results it computed before the refusal (stages before the one refused, labels, checkpoints) are kept
+RUN_RECORDS = (".config.yaml",)
 
 
 class RunFiles:
     """The run folder's files when the task started, so that a run refused for bad input leaves nothing behind:
-    Hydra's config copy and log lines, resolved configs, empty folders, splits written before the check. Data a
-    run computed (``WORK_PRODUCTS``) is kept."""
+    Hydra's config copy and log lines, resolved configs (``RUN_RECORDS``) and folders left empty. Anything else a
+    run wrote is a result of work done before the refusal and is kept."""
 
     def __init__(self, root: Path, hydra_dir: Path | None, log_file: Path | None):
         self.root, self.hydra_dir, self.log_file = root, hydra_dir, log_file
@@ -94,7 +95,7 @@ class RunFiles:
         import shutil
 
         for path in sorted(set(self._walk()) - self.before, key=lambda p: -len(p.parts)):
-            if path.is_file() and not path.name.endswith(WORK_PRODUCTS):
+            if path.is_file() and path.name.endswith(RUN_RECORDS):  # only records of the run, never its results
                 path.unlink(missing_ok=True)
         if self.hydra_dir is not None and self.hydra_dir.exists():
             shutil.rmtree(self.hydra_dir, ignore_errors=True)
@@ -147,11 +148,17 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
         message = " ".join(str(err).split())
         fail(f"config {CONFIG_DIR / (config_name + '.yaml')}: {message}")
     for o in texts:
+        if "${" in str(o.value()) or str(o.value()) in TEXT_VALUES.get(o.key_or_group, ()):
+            continue  # an interpolation (resolved at run time), or a word the option takes beside numbers
         default = OmegaConf.select(baseline, o.key_or_group, default=None, throw_on_resolution_failure=False)
         expected = _expected_type(default)
         if expected:
             shown = default if isinstance(default, (bool, int, float)) else OmegaConf.to_container(default)
             fail(f"{o.input_line}: expected {expected} (the default is {shown})")
+
+
+# options whose default is a number but that also take a word
+TEXT_VALUES = {"simulate.gaps.discard_fs": ("auto",)}
 
 
 def _split_hydra_flags(argv: list[str]) -> tuple[list[str], list[str]]:

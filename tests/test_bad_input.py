@@ -31,6 +31,7 @@ BUNDLED = ROOT / "data" / "ag3sbri"
 GNN = ROOT / "models" / "gnn_gap_hse06"
 MACE = ROOT / "models" / "mace_finetuned.model"
 FIXTURE = ROOT / "tests" / "fixtures" / "ag3sbri_2x2x1_tblite.extxyz"
+FIXTURES_VASP = ROOT / "tests" / "fixtures" / "vasp"
 SETTINGS = DatasetSettings({"REF": {"code": "test", "fidelity": "emt"}, "emt": {"code": "test"}})
 
 
@@ -195,6 +196,8 @@ CASES = [
     S("import_no_root", ["stage=import_vasp"], ["import.root"]),
     S("import_root_missing", ["stage=import_vasp", "import.root={in}/nothing"], ["nothing", "not a folder"]),
     S("import_empty_root", ["stage=import_vasp", "import.root={in}"], ["no VASP output"]),
+    S("import_band_run_only", ["stage=import_vasp", "import.root={in}"], ["no frame with energy, forces"],
+      lambda f: shutil.copytree(FIXTURES_VASP / "hse_bands", f / "hse_bands")),
     S("import_bad_steps", ["stage=import_vasp", "import.root={in}", "import.steps=every"], ["import.steps"]),
     # --- train.py: the GNN -------------------------------------------------------------------------------------
     T("gnn_epochs_not_a_number", ["trainer.max_epochs=abc"], ["trainer.max_epochs=abc", "number"]),

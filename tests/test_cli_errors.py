@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def simulate(*args):
     run = subprocess.run([sys.executable, "simulate.py", *args], cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "CAPML_TEST_SEED": "3"})
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     return run.returncode, lines
 
@@ -89,3 +89,26 @@ def test_missing_parent_phonons(tmp_path):
     code, lines = simulate("stage=sample", f"workdir={tmp_path}", f"structures.parent_phonons.Br={tmp_path}/no.yaml")
     assert_one_line(code, lines, "no.yaml", "not found")
     assert not (tmp_path / "structures.extxyz").exists()
+
+
+def test_a_refused_stage_keeps_what_earlier_stages_computed(tmp_path):
+    """`stage=gaps` with a missing gap model, in a folder where configurations and MD already ran: one line, and
+    their results stay (only the refused run's own records go)."""
+    earlier = {"configurations/energies.csv": "config_id\n", "md/md_state.pt": "x", "phonons/a/stability.json": "{}",
+               "md_check/dataset.extxyz.settings.json": "{}"}
+    for name, text in earlier.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    code, lines = simulate("stage=gaps", f"workdir={tmp_path}", f"simulate.gnn_checkpoint={tmp_path}/none.ckpt")
+    assert_one_line(code, lines, "none.ckpt", "not found")
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == sorted(earlier)
+
+
+def test_words_and_interpolations_where_numbers_are_expected(tmp_path):
+    """`simulate.gaps.discard_fs=auto` is a documented value, and `${oc.env:...}` resolves at run time: neither is
+    refused as 'not a number' (the run then stops at the missing file, the first real problem)."""
+    for override in ("simulate.gaps.discard_fs=auto", "seed=${oc.env:CAPML_TEST_SEED}"):
+        code, lines = simulate("stage=validate", f"workdir={tmp_path}", f"validate.path={tmp_path}/none.extxyz",
+                               override)
+        assert_one_line(code, lines, "none.extxyz", "not found")

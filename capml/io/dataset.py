@@ -317,7 +317,9 @@ def failures_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".failures.jsonl")
 
 
-def read_failures(path: str | Path) -> dict[str, dict]:
+def read_failures(path: str | Path, repair: bool = False) -> dict[str, dict]:
+    """Failure records of a dataset being labelled; a torn last line (a kill mid-write) is skipped, and with
+    ``repair`` (the run that owns the file) cut off, so the next record starts on a line of its own."""
     sidecar = failures_path(path)
     if not sidecar.exists():
         return {}
@@ -331,6 +333,9 @@ def read_failures(path: str | Path) -> dict[str, dict]:
             records[record["structure_id"]] = record
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             if k == len(lines) - 1 and not line.endswith("\n"):  # torn by a kill mid-write: that failure is retried
+                if repair:
+                    with open(sidecar, "r+") as handle:
+                        handle.truncate(len("".join(lines[:k]).encode()))
                 break
             raise InputError(f"{sidecar}: line {k + 1} is not a failure record (expected JSON with "
                              f"'structure_id'): {err}") from err

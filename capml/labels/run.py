@@ -145,7 +145,8 @@ def _label_into(structures, ids, mine, out: Path, main_out: Path, labeller: Labe
         if ids[i] in done:
             refuse_moved(done[ids[i]], structures[i], f"{out}: structure_id {ids[i]!r}")
     labelled_keys = {sid: set(atoms.info) for sid, atoms in done.items()}
-    failed = {} if retry_failed else {**read_failures(main_out), **read_failures(out)}
+    own_failures = read_failures(out, repair=True)  # this run appends to it: a torn tail is cut first
+    failed = {} if retry_failed else {**read_failures(main_out), **own_failures}
     # finished: labelled, with every optional fidelity its subset asks for (one dropped as wrong is redone)
     todo = [i for i in mine if ids[i] not in failed and not (
         ids[i] in labelled_keys and {GAP_PREFIX + name for name in _extras(i, subsets)} <= labelled_keys[ids[i]])]

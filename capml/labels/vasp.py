@@ -199,8 +199,13 @@ def read_vasprun(path: Path, fidelity: str | None = None) -> VaspRun:
         if len(electronic) >= nelm:
             run.skipped_steps.append((k, f"electronic SCF not converged ({len(electronic)} steps = NELM)"))
             continue
-        energy = electronic[-1].get("e_0_energy") if electronic else None
-        energy = step.get("e_0_energy") if energy is None else energy
+        # energy(sigma->0) as ASE and pymatgen's final_energy take it: the ionic step's free energy (it includes a
+        # DFT-D/TS correction, which the SCF steps leave out) plus the SCF's sigma->0 correction (VASP <= 5.4
+        # prints a wrong e_0_energy one level up)
+        if electronic and step.get("e_fr_energy") is not None and electronic[-1].get("e_0_energy") is not None:
+            energy = step["e_fr_energy"] + electronic[-1]["e_0_energy"] - electronic[-1]["e_fr_energy"]
+        else:
+            energy = electronic[-1].get("e_0_energy") if electronic else step.get("e_0_energy")
         forces, stress = step.get("forces"), step.get("stress")
         if energy is None or forces is None:
             run.skipped_steps.append((k, "no energy or forces in this ionic step"))

@@ -175,7 +175,7 @@ def fidelity_settings(records: list[dict], ignore) -> dict[str, dict]:
             groups[json.dumps(_compared(rec["settings"], ignore), sort_keys=True)].append(rec["file"])
         potcars: dict = {}
         clash = []
-        for rec in recs:
+        for rec in recs if "potcars" not in ignore else []:
             for element, title in _potcar_elements(rec["settings"].get("potcars") or []).items():
                 if potcars.setdefault(element, (title, rec["file"]))[0] != title:
                     clash.append(f"{element}: {potcars[element][0]!r} in {potcars[element][1]}, {title!r} in "
@@ -239,7 +239,8 @@ def import_vasp(options: ImportOptions, progress: bool = True) -> ImportSummary:
     created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     lock_path = out.with_name(out.name + ".lock")
-    fresh = not lock_path.exists()
+    cache_path = out.with_name(out.name + ".import_cache.jsonl")
+    fresh = not lock_path.exists() and not cache_path.exists()
     lock = open(lock_path, "a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -249,8 +250,9 @@ def import_vasp(options: ImportOptions, progress: bool = True) -> ImportSummary:
     try:
         return _import(options, progress)
     except InputError:  # refused: a new lock file and the folders made for it go again
-        if fresh and not out.exists():
+        if fresh and not out.exists():  # a first import refused: no lock, no cache of its reading left behind
             lock_path.unlink(missing_ok=True)
+            cache_path.unlink(missing_ok=True)
             for folder in created:
                 if folder.exists() and not any(folder.iterdir()):
                     folder.rmdir()
@@ -290,9 +292,9 @@ def _import(options: ImportOptions, progress: bool) -> ImportSummary:
         raise InputError(f"import.root={options.root}: no VASP run could be imported ({reasons})")
     settings = fidelity_settings(read, options.ignore_settings)
     frames_of = {r["file"]: ase.io.read(io.StringIO(r["frames"]), index=":", format="extxyz") for r in read}
-    counts = Counter({f: 0 for f in settings})
+    counts = Counter({f: 0 for f in settings})  # frames with REF_ labels: the ones that can make the dataset
     for rec in read:
-        counts[rec["fidelity"]] += rec["n_frames"]
+        counts[rec["fidelity"]] += sum("REF_energy" in a.info for a in frames_of[rec["file"]])
     energy = options.energy_fidelity or max(sorted(counts), key=lambda f: counts[f])
     if energy not in settings:
         raise InputError(f"import.energy_fidelity={energy!r}: no run of that fidelity (found {sorted(settings)})")
@@ -346,6 +348,10 @@ def _import(options: ImportOptions, progress: bool) -> ImportSummary:
     for rec in read:
         if rec["file"] not in imported:
             summary.skipped_files.append({"file": rec["file"], "reason": "every frame skipped (see skipped_frames)"})
+    if not frames:
+        reasons = "; ".join(f"{f['structure_id']}: {f['reason']}" for f in summary.skipped_frames[:2])
+        raise InputError(f"import.root={options.root}: no frame with energy, forces and stress of "
+                         f"import.energy_fidelity={energy} ({reasons})")
     require = ["REF_energy", "REF_forces"] + (["REF_stress"] if all("REF_stress" in a.info for a in frames) else [])
     validate_frames(frames, require=require, where=str(options.out))
     gap_names = sorted({k[4:] for a in frames for k in a.info if k.startswith("gap_")})

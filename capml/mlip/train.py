@@ -259,9 +259,9 @@ def run(cfg: DictConfig) -> dict:
             check_elements(load_mace_module(Path(foundation)), sorted(symbols),
                            f"mlip.foundation_model={foundation} for {m.dataset}")
     except InputError:
-        lock.close()
-        if created:
+        if created:  # still under the lock, so no other run can have started in it
             shutil.rmtree(out_dir, ignore_errors=True)
+        lock.close()
         raise
     save_resolved_config(cfg, out_dir, "mlip")
     log.info("splits %s", files.counts)

@@ -150,8 +150,11 @@ class RandomState(pl.Callback):
 
         version, keys, gauss = random.getstate()
         _, mt, pos, has_gauss, cached = np.random.get_state()
-        return {"python": [version, list(keys), gauss], "numpy": [mt.tolist(), int(pos), int(has_gauss),
-                                                                  float(cached)], "torch": torch.get_rng_state()}
+        state = {"python": [version, list(keys), gauss], "numpy": [mt.tolist(), int(pos), int(has_gauss),
+                                                                   float(cached)], "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         import random
@@ -161,3 +164,5 @@ class RandomState(pl.Callback):
         mt, pos, has_gauss, cached = state["numpy"]
         np.random.set_state(("MT19937", np.asarray(mt, dtype=np.uint32), pos, has_gauss, cached))
         torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])

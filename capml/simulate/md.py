@@ -153,7 +153,7 @@ def run_md(
     paths = {s.name: trajectory_path(out_dir, s.name) for s in systems}
     checkpoint = out_dir / CHECKPOINT
     init, update = _integrator(model, settings, [s.temperature_K for s in systems])
-    run_key = _run_key(systems, settings)
+    run_key = _run_key(systems, settings) | _model_key(model)
 
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False, map_location=model.device)
@@ -162,7 +162,8 @@ def run_md(
                              "use another out_dir or delete it")
         changed = {k: (v, run_key[k]) for k, v in saved.get("run", {}).items() if run_key.get(k) != v}
         if changed:
-            what = ", ".join(f"md.{k}={new} (the run has {old})" for k, (old, new) in changed.items())
+            what = ", ".join(f"{'md.' if k not in ('model_parameters', 'dtype') else 'model '}{k}={new} (the run has "
+                             f"{old})" for k, (old, new) in changed.items())
             raise InputError(f"{checkpoint}: cannot resume with {what}; expected the settings of the run "
                              "(a new run needs another out_dir, or delete this one)")
         state, step = saved["state"], saved["step"]
@@ -196,6 +197,15 @@ def _run_key(systems, settings: MDSettings) -> dict:
             "seed": int(settings.seed), "ensemble": settings.ensemble, "pressure_GPa": float(settings.pressure_GPa),
             "barostat_time_fs": float(settings.barostat_time_fs), "save_every_steps": int(settings.save_every_steps),
             "temperatures_K": [float(s.temperature_K) for s in systems]}
+
+
+def _model_key(model) -> dict:
+    """The potential and precision of a run: resuming a trajectory on another model or dtype is another run."""
+    module = getattr(model, "model", model)
+    parameters = list(module.parameters()) if hasattr(module, "parameters") else []
+    digest = float(sum(p.detach().double().sum() + p.detach().double().abs().sum() for p in parameters)) \
+        if parameters else 0.0
+    return {"model_parameters": round(digest, 8), "dtype": str(getattr(model, "dtype", ""))}
 
 
 def _write(state, systems, step, settings, paths, checkpoint: Path, run_key: dict) -> None:

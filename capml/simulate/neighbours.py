@@ -33,6 +33,11 @@ def batched_neighbour_list(positions: torch.Tensor, cells: torch.Tensor, system_
     """
     device, dtype = positions.device, positions.dtype
     n_systems = cells.shape[0]
+    # into the cell first (MD positions are not wrapped): the image range assumes it; the offsets go into the shifts
+    cell_of_atom = cells[system_idx]
+    fractional = torch.linalg.solve(cell_of_atom.transpose(1, 2), positions.unsqueeze(-1)).squeeze(-1)
+    offsets_cells = torch.floor(fractional)
+    positions = positions - (offsets_cells.unsqueeze(-1) * cell_of_atom).sum(dim=1)
     counts = torch.bincount(system_idx, minlength=n_systems)
     offsets = torch.cumsum(counts, 0) - counts
     reach = image_counts(cells, cutoff).max(dim=0).values
@@ -48,7 +53,9 @@ def batched_neighbour_list(positions: torch.Tensor, cells: torch.Tensor, system_
         edges.append(e)
         shifts.append(s)
         start = stop
-    return torch.cat(edges, dim=1), torch.cat(shifts, dim=0)
+    edges, shifts = torch.cat(edges, dim=1), torch.cat(shifts, dim=0)
+    # r_j - r_i for the given (unwrapped) positions: image + n_i - n_j cells
+    return edges, shifts + offsets_cells[edges[0]] - offsets_cells[edges[1]]
 
 
 def _chunk(positions, cells, counts, offsets, images, cutoff, start, stop):

@@ -200,6 +200,7 @@ def test_torn_failure_line_and_a_second_run_on_one_output(tmp_path):
             run_labels(structures(3, bad=(1,)), out, labeller)
     again = run_labels(structures(3, bad=(1,)), out, labeller)
     assert (again.labelled, again.failed, again.skipped) == (0, 0, 3)
+    assert failures_path(out).read_text() == whole  # the torn tail was cut, the record file is whole lines again
 
 
 def test_resume_refuses_moved_structures(tmp_path):

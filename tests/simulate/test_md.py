@@ -169,6 +169,10 @@ def test_torn_frame_and_changed_settings_on_resume(mace_model_path, tmp_path):
         other = MDSettings(**{"n_steps": 20, "save_every_steps": 5, "seed": 1, **change})
         with pytest.raises(InputError, match=f"md.{name}="):
             run_md(_systems(), model, tmp_path, other, progress=False)
+    # the same settings on another potential or in another precision are another run too
+    with pytest.raises(InputError, match="model dtype="):
+        run_md(_systems(), batched_model(mace_model_path, "float32"), tmp_path,
+               MDSettings(n_steps=20, save_every_steps=5, seed=1), progress=False)
 
 
 @pytest.mark.slow
