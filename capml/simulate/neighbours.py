@@ -31,6 +31,7 @@ def batched_neighbour_list(positions: torch.Tensor, cells: torch.Tensor, system_
     edge_index (2, n_edges) = (i, j) and unit_shifts (n_edges, 3) (integers as the positions' dtype): the
     convention of mace and torch-sim (vector = r_j - r_i + unit_shifts @ cell).
     """
+    positions, cells = positions.detach(), cells.detach()  # the list is integer data: no autograd graph in it
     device, dtype = positions.device, positions.dtype
     n_systems = cells.shape[0]
     # into the cell first (MD positions are not wrapped): the image range assumes it; the offsets go into the shifts
@@ -95,8 +96,9 @@ class VerletList:
             self.reference = (positions.detach().clone(), cells.detach().clone(), system_idx.clone())
             self.rebuilds += 1
         i, j = self.edges
-        shift_vectors = (self.unit_shifts[:, :, None] * cells[system_idx[i]]).sum(dim=1)  # image @ cell
-        vectors = positions[j] - positions[i] + shift_vectors
+        with torch.no_grad():  # a mask only: the model builds its own vectors (and their gradients) from the pairs
+            shift_vectors = (self.unit_shifts[:, :, None] * cells[system_idx[i]]).sum(dim=1)  # image @ cell
+            vectors = positions[j] - positions[i] + shift_vectors
         keep = vectors.square().sum(-1) < self.cutoff * self.cutoff
         return self.edges[:, keep], self.unit_shifts[keep]
 
