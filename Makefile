@@ -32,7 +32,7 @@ LABELLED_SETS = $(shell ls data/ag3sbri/al_round*.extxyz data/ag3sbri/md_check_*
 
 # regenerate the bundled dataset's data card and plots (run before committing a grown dataset)
 card: install
-	$(PY) -m capml.io.report data/ag3sbri/dataset.extxyz --card data/ag3sbri/README.md \
+	$(PY) -m capml.io.report data/ag3sbri/dataset.extxyz --system ag3sbri --card data/ag3sbri/README.md \
 	    --extra data/ag3sbri/relaxed.extxyz $(LABELLED_SETS)
 
 clean:

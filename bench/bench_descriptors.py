@@ -16,12 +16,12 @@ import numpy as np
 
 from capml.cli import ROOT
 from capml.graphs.descriptors import MACEDescriptors
-from capml.structures.sampler import SolidSolution
+from capml.structures.system import load_system
 from capml.structures.thermal import uniform_rattle
 
 
 def cells(count: int, seed: int = 0):
-    system = SolidSolution()
+    system = load_system("ag3sbri")
     decorations = system.decorations(4)
     return [uniform_rattle(system.build(decorations[k % len(decorations)]), 0.15, seed + k) for k in range(count)]
 

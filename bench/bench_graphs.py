@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 from capml.graphs.build import atoms_to_graph
-from capml.structures.sampler import SolidSolution
+from capml.structures.system import load_system
 from capml.structures.thermal import uniform_rattle
 
 CUTOFF_A = 5.5
@@ -84,7 +84,7 @@ def main():
     parser.add_argument("--cells", type=int, default=200)
     parser.add_argument("--seed-cells", type=int, default=5, help="cells timed with the slow seed loop")
     args = parser.parse_args()
-    system = SolidSolution()
+    system = load_system("ag3sbri")
     decorations = system.decorations(4)
     cells = [uniform_rattle(system.build(decorations[k % len(decorations)]), 0.15, k) for k in range(args.cells)]
 

@@ -29,7 +29,7 @@ from ase.units import fs
 
 from capml.simulate.md import MDSettings, MDSystem, run_md
 from capml.simulate.mlip import ase_calculator, batched_model
-from capml.structures.sampler import SolidSolution
+from capml.structures.system import load_system
 
 
 def untrained_base_mace(path: Path) -> Path:
@@ -50,7 +50,7 @@ def untrained_base_mace(path: Path) -> Path:
 
 
 def cells(n: int):
-    system = SolidSolution()
+    system = load_system("ag3sbri")
     picks = [system.build(system.decorations(k)[0]) for k in range(9)]
     return [picks[i % len(picks)] for i in range(n)]
 

@@ -27,12 +27,12 @@ from capml.graphs.build import batch_graphs
 from capml.graphs.normalise import FeatureScaler, TargetScaler
 from capml.models.module import GraphRegressor
 from capml.models.predict import GapPredictor
-from capml.structures.sampler import SolidSolution
+from capml.structures.system import load_system
 from capml.structures.thermal import uniform_rattle
 
 
 def cells(count: int, seed: int = 0):
-    system = SolidSolution()
+    system = load_system("ag3sbri")
     decorations = system.decorations(4)
     return [uniform_rattle(system.build(decorations[k % len(decorations)]), 0.15, seed + k) for k in range(count)]
 

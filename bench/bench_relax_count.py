@@ -1,5 +1,6 @@
-"""Relaxations needed for every Br/I arrangement of a solid-solution supercell: symmetry-inequivalent
-decorations (capml) against all C(n, k) arrangements (the seed code), and the MLIP time that saves.
+"""Relaxations needed for every Br/I arrangement of an Ag3SBr(x)I(1-x) supercell (conf/system/ag3sbri.yaml):
+symmetry-inequivalent decorations (capml) against all C(n, k) arrangements (the seed code), and the MLIP time that
+saves.
 
     OMP_NUM_THREADS=1 python bench/bench_relax_count.py [--supercell 2 2 2] [--model models/mace_base.model]
 
@@ -15,12 +16,10 @@ import time
 from math import comb
 
 
-from capml.simulate.configurations import n_halide_sites
 from capml.simulate.mlip import ase_calculator
 from capml.simulate.relax import relax
 from capml.structures.decorations import burnside_orbit_count, site_permutations
-from capml.structures.prototypes import halide_sites
-from capml.structures.sampler import SolidSolution
+from capml.structures.system import load_system
 
 
 def main() -> None:
@@ -30,11 +29,11 @@ def main() -> None:
     parser.add_argument("--fmax", type=float, default=0.01)
     args = parser.parse_args()
 
-    system = SolidSolution(supercell=tuple(args.supercell))
-    n = n_halide_sites(system)
+    system = load_system("ag3sbri", supercell=tuple(args.supercell))
+    n = system.n_sites
     parent = system.parent()
-    perms = site_permutations(parent, halide_sites(parent, system.halides[1]))
-    print(f"{len(parent)}-atom supercell {args.supercell}, {n} halide sites, {len(perms)} symmetry operations")
+    perms = site_permutations(parent, system.site_indices())
+    print(f"{len(parent)}-atom supercell {args.supercell}, {n} mixed sites, {len(perms)} symmetry operations")
     print(f"{'k':>3} {'C(n,k)':>8} {'inequivalent':>13} {'Burnside':>9}  multiplicities")
     total_all = total_ineq = 0
     decorations = {}

@@ -158,7 +158,7 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
 
 
 # options whose default is a number but that also take a word
-TEXT_VALUES = {"simulate.gaps.discard_fs": ("auto",)}
+TEXT_VALUES = {"simulate.gaps.discard_fs": ("auto",), "simulate.x": ("all",)}
 
 
 def _split_hydra_flags(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -174,7 +174,8 @@ def _split_hydra_flags(argv: list[str]) -> tuple[list[str], list[str]]:
             skip = True
         elif arg.startswith("--config-dir="):
             dirs.append(arg.split("=", 1)[1])
-        elif arg in ("--config-name", "-cn", "--config-path", "-cp", "--experimental-rerun"):
+        elif arg in ("--config-name", "-cn", "--config-path", "-cp", "--experimental-rerun", "--cfg", "-c",
+                     "--package", "-p"):
             skip = True
         elif not arg.startswith("-"):
             overrides.append(arg)

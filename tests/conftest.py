@@ -47,11 +47,12 @@ class GFN2WithIPEA1Gap(TBLiteLabeller):
 
 def build_gap_dataset(path: Path) -> Path:
     from capml.labels.run import run_labels
-    from capml.structures.sampler import SolidSolution, sample_structures
+    from capml.structures.sampler import sample_structures
+    from capml.structures.system import load_system
 
-    system = SolidSolution(supercell=(2, 2, 1))
+    system = load_system("ag3sbri", supercell=(2, 2, 1))
     structures = sample_structures(system, compositions=None, temperatures_K=[], phonon_samples=0,
-                                   uniform_samples=3, equilibrium_samples=1, parent_phonons=None,
+                                   uniform_samples=3, equilibrium_samples=1, end_member_phonons=None,
                                    rattle_amplitude_A=0.1, seed=7)
     run_labels(structures, path, GFN2WithIPEA1Gap(), subsets={"ipea1": 3})
     return path

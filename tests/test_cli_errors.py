@@ -85,8 +85,8 @@ def test_unknown_config_key(tmp_path, override, fragment):
     assert not any(tmp_path.iterdir())
 
 
-def test_missing_parent_phonons(tmp_path):
-    code, lines = simulate("stage=sample", f"workdir={tmp_path}", f"structures.parent_phonons.Br={tmp_path}/no.yaml")
+def test_missing_end_member_phonons(tmp_path):
+    code, lines = simulate("stage=sample", f"workdir={tmp_path}", f"system.end_member_phonons.Br={tmp_path}/no.yaml")
     assert_one_line(code, lines, "no.yaml", "not found")
     assert not (tmp_path / "structures.extxyz").exists()
 

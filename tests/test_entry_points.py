@@ -1,5 +1,5 @@
 """The programs from outside the checkout: the console scripts, and a user's own config folder (--config-dir)
-adding a material's structures config that capml's conf/ does not have."""
+adding a material's system config that capml's conf/ does not have."""
 
 import os
 import shutil
@@ -20,20 +20,18 @@ def run(cmd, cwd):
     return done.returncode, done.stdout, [ln for ln in done.stderr.splitlines() if ln.strip()]
 
 
-def test_a_structures_config_from_the_users_folder(tmp_path):
-    """A copy of ag3sbri.yaml with a 2x2x1 cell and other lattice constants, in a folder outside the checkout,
+def test_a_system_config_from_the_users_folder(tmp_path):
+    """A copy of the bundled system with a 2x2x1 cell and other lattice constants, in a folder outside the checkout,
     run from another working directory through --config-dir."""
-    user = tmp_path / "my_configs" / "structures"
+    user = tmp_path / "my_configs" / "system"
     user.mkdir(parents=True)
-    config = yaml.safe_load((ROOT / "conf" / "structures" / "ag3sbri.yaml").read_text())
-    config["system"].update(supercell=[2, 2, 1], lattice_constants={"Br": 4.70, "I": 4.95})
-    config["parent_phonons"] = {k: str(ROOT / "data/ag3sbri/phonons" / f"Ag3S{k}" / "phonopy.yaml")
-                                for k in ("Br", "I")}
+    config = yaml.safe_load((ROOT / "conf" / "system" / "ag3sbri.yaml").read_text())
+    config.update(name="mine", supercell=[2, 2, 1], lattice_constants={"Br": 4.70, "I": 4.95})
     (user / "mine.yaml").write_text(yaml.safe_dump(config))
     work = tmp_path / "elsewhere"
     work.mkdir()
     code, stdout, err = run([sys.executable, str(ROOT / "simulate.py"), "--config-dir", str(tmp_path / "my_configs"),
-                             "structures=mine", "stage=sample", "structures.compositions=[0,4]",
+                             "system=mine", "stage=sample", "structures.compositions=[0,0.5]",
                              "structures.temperatures_K=[]", "structures.phonon_samples=0",
                              "structures.uniform_samples=0", "structures.equilibrium_samples=1", "workdir=out"], work)
     assert code == 0, err[-5:]
@@ -42,8 +40,8 @@ def test_a_structures_config_from_the_users_folder(tmp_path):
     np.testing.assert_allclose(frames[0].cell.lengths(), [2 * 4.95, 2 * 4.95, 4.95])  # x = 0: Ag3SI
     assert (work / "out" / "simulate.log").exists()
     # without the folder the name is unknown: one line
-    code, _, err = run([sys.executable, str(ROOT / "simulate.py"), "structures=mine", "stage=sample"], work)
-    assert code == 2 and len(err) == 1 and "structures/mine" in err[0]
+    code, _, err = run([sys.executable, str(ROOT / "simulate.py"), "system=mine", "stage=sample"], work)
+    assert code == 2 and len(err) == 1 and "system/mine" in err[0]
 
 
 def test_console_scripts(tmp_path):

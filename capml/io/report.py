@@ -1,7 +1,7 @@
 """Summaries of a dataset file for its data card: counts per composition, temperature and sampling, label
 wall time, and gap histograms per fidelity.
 
-    python -m capml.io.report data/ag3sbri/dataset.extxyz --out data/ag3sbri [--card data/ag3sbri/README.md]
+    python -m capml.io.report data/ag3sbri/dataset.extxyz --system ag3sbri [--out DIR] [--card data/ag3sbri/README.md]
 
 ``--card`` writes the data card: a Markdown template (settings, commands, notes) filled in with the counts,
 wall times and plots of the dataset as it is now, so the card is regenerated with every commit of a growing set.
@@ -50,14 +50,14 @@ def gap_histograms(table: pd.DataFrame, out: Path) -> Path:
     return out
 
 
-def gap_vs_composition(table: pd.DataFrame, out: Path) -> Path:
+def gap_vs_composition(table: pd.DataFrame, out: Path, x_label: str = "x") -> Path:
     fidelities = [c for c in table.columns if c.startswith(GAP_PREFIX)]
     fig = Figure(figsize=(5, 3.5))
     ax = fig.subplots()
     for key in fidelities:
         sub = table.dropna(subset=[key])
         ax.scatter(sub["x"], sub[key], s=12, label=key, alpha=0.7)
-    ax.set_xlabel("x in Ag3SBr(x)I(1-x)")
+    ax.set_xlabel(x_label)
     ax.set_ylabel("band gap (eV)")
     ax.legend()
     fig.tight_layout()
@@ -86,7 +86,7 @@ def close_contacts(frames, threshold_A: float = 2.0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).sort_values("distance_A", ignore_index=True)
 
 
-def summarise(path: str | Path, out_dir: str | Path) -> dict:
+def summarise(path: str | Path, out_dir: str | Path, x_label: str = "x") -> dict:
     path, out_dir = Path(path), Path(out_dir)
     frames = read_dataset(path)
     table = dataset_table(frames)
@@ -104,7 +104,7 @@ def summarise(path: str | Path, out_dir: str | Path) -> dict:
         "counts_by_x_and_sampling": counts.to_dict(),
         "phonon_counts_by_x_and_T": phonon.to_dict(),
         "histogram": str(gap_histograms(table, out_dir / "gap_histograms.png")),
-        "gap_vs_x": str(gap_vs_composition(table, out_dir / "gap_vs_x.png")),
+        "gap_vs_x": str(gap_vs_composition(table, out_dir / "gap_vs_x.png", x_label)),
     }
     contacts = close_contacts(frames)
     summary["n_close_contacts"] = len(contacts)
@@ -175,13 +175,20 @@ def write_card(summary: dict, template: str | Path, card: str | Path, extra: lis
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset")
+    parser.add_argument("--system", default=None, help="the system (conf/system/<name>.yaml or a YAML path) whose "
+                        "composition axis labels the plots (default: plain x)")
     parser.add_argument("--out", default=None, help="folder for the plots and tables (default: next to dataset)")
     parser.add_argument("--card", default=None, help="write the data card here (Markdown)")
     parser.add_argument("--template", default=None, help="card template (default: <card folder>/card.template.md)")
     parser.add_argument("--extra", nargs="*", default=[], help="further dataset files summarised in the card's "
                         "{extra_sets} table (relaxed configurations, MD snapshots)")
     args = parser.parse_args(argv)
-    summary = summarise(args.dataset, args.out or Path(args.dataset).parent)
+    x_label = "x"
+    if args.system:
+        from capml.structures.system import load_system
+
+        x_label = load_system(args.system).x_label
+    summary = summarise(args.dataset, args.out or Path(args.dataset).parent, x_label)
     if args.card:
         template = args.template or Path(args.card).parent / "card.template.md"
         print(f"data card: {write_card(summary, template, args.card, args.extra)}")

@@ -186,6 +186,17 @@ def evaluate_models(models: Mapping[str, str | Path], files, settings, out_dir: 
         log.info("%s test: %s", name, {q: round(v["mae"], 4) for q, v in metrics[name].items()})
     parity_plot(pairs, metrics, out_dir / "parity.png")
     result = {"test": metrics, "n_test_frames": len(frames)}
+    heldout = {}
+    for path in settings.get("heldout") or []:  # sets no model trained on: relaxed minima, MD snapshots
+        held = read_dataset(path)
+        heldout[str(path)] = {"n_frames": len(held), "models": {}}
+        for name, model in models.items():
+            heldout[str(path)]["models"][name] = split_errors(model, held, settings.dtype, settings.device,
+                                                              settings.batch_size)[0]
+            log.info("%s on %s: %s", name, Path(path).name,
+                     {q: round(v["mae"], 4) for q, v in heldout[str(path)]["models"][name].items()})
+    if heldout:
+        result["heldout"] = heldout
     if settings.phonons:
         reference = load_phonons(settings.phonons)
         phonons = {name: model_phonons(reference, mace_calculator(path, "float64", settings.device))
@@ -200,6 +211,10 @@ def evaluate_models(models: Mapping[str, str | Path], files, settings, out_dir: 
         for name, per_q in metrics.items():
             for q, v in per_q.items():
                 writer.writerow([name, q, v["unit"], v["mae"], v["rmse"], v["r2"]])
+        for path, entry in heldout.items():
+            for name, per_q in entry["models"].items():
+                for q, v in per_q.items():
+                    writer.writerow([f"{name} on {Path(path).name}", q, v["unit"], v["mae"], v["rmse"], v["r2"]])
         for name, v in result.get("phonons", {}).items():
             if isinstance(v, dict):
                 writer.writerow([name, "phonon_gamma", "THz", v["gamma_mae_THz"], "", ""])

@@ -1,7 +1,7 @@
 """Stage 1: every symmetry-inequivalent decoration of each composition, relaxed and ranked by energy.
 
-One relaxation per orbit of the supercell's space group instead of one per arrangement (22 instead
-of 254 for Br/I on the 8 halide sites of a 2x2x2 cell); the multiplicity of each decoration (its
+One relaxation per orbit of the supercell's space group instead of one per arrangement (e.g. 22 instead
+of 254 for two species on the 8 X sites of a 2x2x2 anti-perovskite cell); the multiplicity of each decoration (its
 orbit size) is what a configurational average weights it by. Each relaxed structure is appended to
 ``relaxed.extxyz`` as soon as it is done, so a killed run skips what is already there.
 """
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Sequence
 
 from matplotlib.figure import Figure  # noqa: E402  (no pyplot: importing capml never switches a backend)
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from ase.calculators.calculator import Calculator  # noqa: E402
 from ase.io import read, write  # noqa: E402
@@ -21,29 +20,11 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from capml.errors import InputError  # noqa: E402
 from capml.simulate.relax import relax  # noqa: E402
-from capml.structures.prototypes import halide_sites  # noqa: E402
-from capml.structures.sampler import SolidSolution  # noqa: E402
+from capml.structures.system import SolidSolution  # noqa: E402
 from capml.io.jsonio import write_json  # noqa: E402
 
 RELAXED = "relaxed.extxyz"
 TABLE = "energies.csv"
-
-
-def n_halide_sites(system: SolidSolution) -> int:
-    return len(halide_sites(system.parent(), system.halides[1]))
-
-
-def compositions_from_x(x_values: float | Sequence[float], n_sites: int) -> list[int]:
-    """Numbers of ``halides[0]`` sites for Br fractions ``x_values``; each must be k/n_sites."""
-    values = [x_values] if np.isscalar(x_values) else list(x_values)
-    ks = []
-    for x in values:
-        k = round(float(x) * n_sites)
-        if not 0 <= k <= n_sites or abs(k / n_sites - float(x)) > 1e-6:
-            raise InputError(f"simulate.x={x}: expected a fraction k/{n_sites} between 0 and 1 "
-                             f"(the supercell has {n_sites} halide sites)")
-        ks.append(k)
-    return sorted(set(ks))
 
 
 def relax_configurations(
@@ -74,13 +55,13 @@ def relax_configurations(
         write(path, atoms, format="extxyz", append=True)
     table = ranked_table(read(path, ":"), compositions)
     table.to_csv(out_dir / TABLE, index=False)
-    n_sites = n_halide_sites(system)
+    n_sites = system.n_sites
     write_json((out_dir / "relaxation_count.json"), {
         "compositions": list(map(int, compositions)),
         "relaxations_inequivalent": int(len(table)),
         "relaxations_all_arrangements": int(sum(comb(n_sites, k) for k in compositions)),
     }, indent=1)
-    plot_energies(table, out_dir / "energies.png")
+    plot_energies(table, out_dir / "energies.png", system.x_label)
     return table
 
 
@@ -110,13 +91,13 @@ def lowest(table: pd.DataFrame, n_per_composition: int | None) -> pd.DataFrame:
     return table if n_per_composition is None else table[table["rank"] < n_per_composition]
 
 
-def plot_energies(table: pd.DataFrame, path: Path) -> None:
+def plot_energies(table: pd.DataFrame, path: Path, x_label: str = "x") -> None:
     fig = Figure(figsize=(5, 3.5))
     ax = fig.subplots()
     sc = ax.scatter(table["x"], table["above_lowest_meV_per_atom"], s=10 + 4 * table["multiplicity"],
                     c=table["multiplicity"], cmap="viridis", edgecolor="k", linewidth=0.3)
     fig.colorbar(sc, ax=ax, label="multiplicity")
-    ax.set_xlabel("x (Br fraction)")
+    ax.set_xlabel(x_label)
     ax.set_ylabel("E − E_lowest (meV/atom)")
     ax.set_title(f"{len(table)} inequivalent configurations, relaxed")
     fig.tight_layout()

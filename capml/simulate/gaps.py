@@ -267,7 +267,7 @@ def dominant(sampling, model) -> list[str]:
                                                                               np.asarray(model, float))]
 
 
-def plot_gaps(summary: pd.DataFrame, path: Path, title: str = "") -> None:
+def plot_gaps(summary: pd.DataFrame, path: Path, title: str = "", x_label: str = "x") -> None:
     """Eg(x) per temperature with Eg(0), and ΔEg(x) in %, lowest configuration and Boltzmann average; error bars
     are MD sampling and ensemble spread combined."""
     fig = Figure(figsize=(9, 3.6))
@@ -284,14 +284,80 @@ def plot_gaps(summary: pd.DataFrame, path: Path, title: str = "") -> None:
     static = summary.drop_duplicates("x")
     ax.errorbar(static["x"], static["lowest_gap_0_eV"], static["lowest_gap_0_model_err_eV"].fillna(0), fmt="k:",
                 marker=".", capsize=2, label="Eg(0) lowest")
-    ax.set_xlabel("x (Br fraction)")
+    ax.set_xlabel(x_label)
     ax.set_ylabel("Eg (eV)")
     ax.legend(fontsize=7)
     bx.axhline(0, color="k", lw=0.5)
-    bx.set_xlabel("x (Br fraction)")
+    bx.set_xlabel(x_label)
     bx.set_ylabel("ΔEg(T)/Eg(0) (%)")
     if title:
         fig.suptitle(title, fontsize=9)
     bx.legend(fontsize=7, title="solid: lowest, dashed: Boltzmann", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def map_table(summary: pd.DataFrame, estimate: str = "lowest") -> pd.DataFrame:
+    """Eg(x, T) as a grid (rows: temperatures with 0 K first, Eg(0); columns: compositions) from the summary of
+    :func:`summarise`; ``estimate`` is ``lowest`` (the lowest-energy configuration) or ``boltzmann``."""
+    if estimate not in ("lowest", "boltzmann"):
+        raise ValueError(f"estimate={estimate!r}: expected 'lowest' or 'boltzmann'")
+    grid = summary.pivot_table(index="temperature_K", columns="x", values=f"{estimate}_gap_T_eV")
+    static = summary.drop_duplicates("x").set_index("x")[f"{estimate}_gap_0_eV"]
+    grid.loc[0.0] = static.reindex(grid.columns).to_numpy()
+    return grid.sort_index()
+
+
+def plot_map(summary: pd.DataFrame, path: Path, x_label: str = "x", title: str = "") -> None:
+    """The Eg(x, T) map: heat maps of the lowest configuration's gap and of the Boltzmann average (0 K row: Eg(0)),
+    and ΔEg(T)/Eg(0) in % against T, one curve per composition (lowest configuration, error bars: MD sampling and
+    ensemble spread in quadrature)."""
+    fig = Figure(figsize=(13, 4.0))
+    axes = fig.subplots(1, 3)
+    grids = [map_table(summary, "lowest"), map_table(summary, "boltzmann")]
+    low, high = min(np.nanmin(g.to_numpy()) for g in grids), max(np.nanmax(g.to_numpy()) for g in grids)
+    for ax, grid, name in zip(axes[:2], grids, ("lowest configuration", "Boltzmann average")):
+        xs, ts = grid.columns.to_numpy(float), grid.index.to_numpy(float)
+        image = ax.imshow(grid.to_numpy(), origin="lower", aspect="auto", cmap="viridis", vmin=low, vmax=high,
+                          extent=(-0.5, len(xs) - 0.5, -0.5, len(ts) - 0.5))
+        for i, _ in enumerate(ts):
+            for j, _ in enumerate(xs):
+                value = grid.to_numpy()[i, j]
+                if np.isfinite(value):
+                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                            color="w" if value < 0.5 * (low + high) else "k")
+        ax.set_xticks(range(len(xs)), [f"{x:.3g}" for x in xs], fontsize=7)
+        ax.set_yticks(range(len(ts)), [f"{t:g}" for t in ts], fontsize=7)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("T (K)")
+        ax.set_title(f"Eg(x, T) (eV), {name}", fontsize=9)
+        fig.colorbar(image, ax=ax, shrink=0.85)
+    cx = axes[2]
+    for i, (x, group) in enumerate(summary.groupby("x")):
+        group = group.sort_values("temperature_K")
+        t = np.concatenate([[0.0], group["temperature_K"].to_numpy(float)])
+        pct = np.concatenate([[0.0], group["lowest_delta_gap_percent"].to_numpy(float)])
+        err = np.concatenate([[0.0], group["lowest_delta_gap_percent_err"].to_numpy(float)])
+        cx.errorbar(t, pct, err, marker="o", ms=3, capsize=2, color=f"C{i % 10}", label=f"{x:.3g}")
+    cx.axhline(0, color="k", lw=0.5)
+    cx.set_xlabel("T (K)")
+    cx.set_ylabel("ΔEg(T)/Eg(0) (%), lowest configuration")
+    cx.legend(fontsize=6, title=x_label, title_fontsize=7, ncol=2)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def boltzmann_coverage(configs: pd.DataFrame, simulated: Sequence[str], temperatures_K: Sequence[float]) -> pd.DataFrame:
+    """Per composition and temperature, the Boltzmann weight (multiplicities and relaxed energies of every
+    configuration in ``configs``) that the configurations with MD (``simulated``) carry: the Boltzmann average
+    over those is the full one when this is close to 1."""
+    rows = []
+    for x, group in configs.groupby("x"):
+        inside = group["config_id"].isin(list(simulated)).to_numpy()
+        for temperature in temperatures_K:
+            w = boltzmann_weights(group["energy_eV"], group["multiplicity"], float(temperature))
+            rows.append({"x": x, "temperature_K": float(temperature), "configurations": len(group),
+                         "with_md": int(inside.sum()), "weight_with_md": float(w[inside].sum())})
+    return pd.DataFrame(rows)

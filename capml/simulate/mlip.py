@@ -12,7 +12,10 @@ from capml.errors import InputError
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-def _check(model_path: str | Path, dtype: str) -> Path:
+def _check(model_path: str | Path | None, dtype: str) -> Path:
+    if model_path is None:
+        raise InputError("simulate.mlip_model: not set (the system names no MACE model: set system.mlip_model "
+                         "or simulate.mlip_model to a .model file)")
     path = Path(model_path)
     if not path.is_file():
         raise InputError(f"simulate.mlip_model={path}: MACE model file not found (train one with "

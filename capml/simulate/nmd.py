@@ -205,3 +205,49 @@ def write_results(result: dict, reference: Atoms, temperature_K: float, out_dir:
     save_dispersion_plot(phonon, out / "dispersion.png", f"renormalised dispersion at {temperature_K:g} K")
     save_phonons(phonon, out / "phonopy.yaml")
     return verdict["verdict"]
+
+
+def plot_dispersions(curves: dict[str, Phonopy], path: str | Path, title: str = "") -> Path:
+    """Dispersions of one structure at several temperatures on one plot (the first entry, usually the harmonic 0 K
+    one, sets the band path; the others are computed on the same q-points when their primitive cell is the same,
+    else on their own automatic path, stretched to the same length). Imaginary frequencies are drawn negative."""
+    names = list(curves)
+    reference = curves[names[0]]
+    if reference.band_structure is None:
+        reference.auto_band_structure(npoints=51)
+    ref = reference.band_structure
+    fig = Figure(figsize=(6.5, 4.2))
+    ax = fig.subplots()
+    total = ref.distances[-1][-1]
+    for i, name in enumerate(names):
+        phonon = curves[name]
+        if i and np.allclose(phonon.primitive.cell, reference.primitive.cell, atol=1e-6):
+            phonon.run_band_structure(ref.qpoints, path_connections=ref.path_connections, labels=ref.labels)
+        elif phonon.band_structure is None:
+            phonon.auto_band_structure(npoints=51)
+        bands = phonon.band_structure
+        scale = total / bands.distances[-1][-1]
+        for k, (d, f) in enumerate(zip(bands.distances, bands.frequencies)):
+            lines = ax.plot(np.asarray(d) * scale, f, color=f"C{i % 10}", lw=0.9)
+            if k == 0:
+                lines[0].set_label(name)
+    ends = [d[-1] for d in ref.distances]
+    for x in [0.0, *ends]:
+        ax.axvline(x, color="k", lw=0.4)
+    if ref.labels:
+        ticks, labels, k = [0.0], [ref.labels[0]], 1
+        for end, connected in zip(ends, ref.path_connections):
+            ticks.append(end)
+            labels.append(ref.labels[k] if connected or k + 1 >= len(ref.labels)
+                          else f"{ref.labels[k]}|{ref.labels[k + 1]}")
+            k += 1 if connected else 2
+        ax.set_xticks(ticks, labels)
+    ax.axhline(0, color="k", lw=0.4, ls=":")
+    ax.set_xlim(0, total)
+    ax.set_ylabel("frequency (THz; imaginary < 0)")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return Path(path)

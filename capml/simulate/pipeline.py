@@ -21,7 +21,7 @@ from capml.simulate import nmd as nmd_stage
 from capml.simulate.md import MDSettings, MDSystem, read_trajectory, run_md, trajectory_path
 from capml.simulate.mlip import ase_calculator, batched_model, check_elements
 from capml.simulate.phonons import config_phonons
-from capml.structures.sampler import SolidSolution
+from capml.structures.system import SolidSolution, compositions_from_x
 from capml.structures.thermal import full_force_constants, load_phonons
 from capml.io.jsonio import write_json
 
@@ -29,8 +29,8 @@ log = logging.getLogger("capml.simulate")
 
 
 def solid_solution(cfg: DictConfig) -> SolidSolution:
-    s = cfg.structures.system
-    return SolidSolution(s.a_site, s.b_site, tuple(s.halides), dict(s.lattice_constants), tuple(s.supercell))
+    """The material of the ``system`` config group."""
+    return SolidSolution.from_config(cfg.system)
 
 
 def _folder(cfg: DictConfig, name: str) -> Path:
@@ -48,18 +48,20 @@ def _temperatures(cfg: DictConfig) -> list[float]:
 def _compositions(cfg: DictConfig) -> list[int]:
     x = cfg.simulate.x
     x = OmegaConf.to_container(x) if OmegaConf.is_list(x) else x
-    return conf_stage.compositions_from_x(x, conf_stage.n_halide_sites(solid_solution(cfg)))
+    return compositions_from_x(x, solid_solution(cfg).n_sites)
 
 
 def _calculator(cfg: DictConfig):
     calc = ase_calculator(cfg.simulate.mlip_model, cfg.simulate.dtype, cfg.simulate.device)
-    s = cfg.structures.system
-    check_elements(calc.models[0], [s.a_site, s.b_site, *s.halides], f"simulate.mlip_model={cfg.simulate.mlip_model}")
+    check_elements(calc.models[0], solid_solution(cfg).elements, f"simulate.mlip_model={cfg.simulate.mlip_model}")
     return calc
 
 
 def gap_model(cfg: DictConfig, key: str = "gnn_checkpoint"):
     """The gap model at ``simulate.<key>``: a checkpoint file or a folder of them (an ensemble)."""
+    if cfg.simulate[key] is None:
+        raise InputError(f"simulate.{key}: not set (the system names no gap model: set system.{key} or "
+                         f"simulate.{key} to a checkpoint or a folder of them)")
     path = Path(cfg.simulate[key])
     if not path.exists():
         raise InputError(f"simulate.{key}={path}: GNN checkpoint not found (train one with train.py "
@@ -151,15 +153,29 @@ def _phonon_configs(cfg: DictConfig) -> list[str]:
 
 
 def nmd(cfg: DictConfig) -> dict:
+    """Renormalised phonons of each configuration with harmonic phonons at every temperature, from all its replicas'
+    trajectories; per configuration one plot of the dispersions at 0 K (harmonic) and at every T."""
     relaxed = conf_stage.read_relaxed(_folder(cfg, "configurations"))
+    runs = {}
+    for cid, t, name in _md_systems(cfg):
+        runs.setdefault((cid, t), []).append(name)
     verdicts = {}
     for cid in _phonon_configs(cfg):
-        fc = full_force_constants(load_phonons(_folder(cfg, "phonons") / cid / "phonopy.yaml"))
+        harmonic = load_phonons(_folder(cfg, "phonons") / cid / "phonopy.yaml")
+        fc = full_force_constants(harmonic)
+        curves = {"0 K (harmonic)": harmonic}
         for t in _temperatures(cfg):
             name = f"{cid}_T{t:g}"
-            frames = read_trajectory(trajectory_path(_folder(cfg, "md"), name), cfg.simulate.nmd.discard_fs)
-            result = nmd_stage.decompose([frames], relaxed[cid], fc, cfg.simulate.nmd.segments)
+            if (cid, t) not in runs:
+                continue  # a configuration with phonons but no MD (phonons.n_lowest above md's count)
+            trajectories = [read_trajectory(trajectory_path(_folder(cfg, "md"), run), cfg.simulate.nmd.discard_fs)
+                            for run in runs[(cid, t)]]
+            result = nmd_stage.decompose(trajectories, relaxed[cid], fc, cfg.simulate.nmd.segments)
             verdicts[name] = nmd_stage.write_results(result, relaxed[cid], t, _folder(cfg, "nmd") / name)
+            curves[f"{t:g} K (MD)"] = load_phonons(_folder(cfg, "nmd") / name / "phonopy.yaml")
+        if len(curves) > 1:
+            nmd_stage.plot_dispersions(curves, _folder(cfg, "nmd") / f"{cid}_dispersions.png",
+                                       f"{cid}: harmonic and renormalised dispersions")
     return verdicts
 
 
@@ -197,7 +213,12 @@ def gaps(cfg: DictConfig) -> pd.DataFrame:
     summary.to_csv(out / "gaps_summary.csv", index=False)
     series.to_csv(out / "gap_series.csv", index=False)
     title = f"gap model: {model.fidelity.upper()}, {model.members} member(s); errors: MD sampling and ensemble"
-    gap_stage.plot_gaps(summary, out / "eg_x_T.png", title=title)
+    x_label = solid_solution(cfg).x_label
+    gap_stage.plot_gaps(summary, out / "eg_x_T.png", title=title, x_label=x_label)
+    gap_stage.plot_map(summary, out / "eg_map.png", x_label=x_label, title=title)
+    simulated = sorted({cid for cid, _, _ in _md_systems(cfg)})
+    gap_stage.boltzmann_coverage(table, simulated, _temperatures(cfg)).to_csv(out / "boltzmann_coverage.csv",
+                                                                            index=False)
     _log_gap_summary(summary, model, flag, static, per_config, discard)
     return summary
 
@@ -274,5 +295,6 @@ def pipeline(cfg: DictConfig) -> Path:
         print(f"  {name:15s} {results[name]}")
     print(f"  Eg(x, T) table  {workdir / 'gaps' / 'gaps_summary.csv'}")
     print(f"  Eg(x, T) plot   {workdir / 'gaps' / 'eg_x_T.png'}")
+    print(f"  Eg(x, T) map    {workdir / 'gaps' / 'eg_map.png'}")
     return workdir
 

@@ -42,12 +42,13 @@ def parents(cfg: DictConfig) -> dict:
 def sample(cfg: DictConfig, **overrides) -> Path:
     s = cfg.structures
     kwargs = dict(
-        compositions=None if s.compositions is None else list(s.compositions),
+        compositions=None if s.compositions is None else list(s.compositions),  # fractions x
         temperatures_K=list(s.temperatures_K),
         phonon_samples=s.phonon_samples,
         uniform_samples=s.uniform_samples,
         equilibrium_samples=s.equilibrium_samples,
-        parent_phonons=OmegaConf.to_container(s.parent_phonons, resolve=True) if s.parent_phonons else None,
+        end_member_phonons=(OmegaConf.to_container(cfg.system.end_member_phonons, resolve=True)
+                            if cfg.system.get("end_member_phonons") else None),
         rattle_amplitude_A=s.rattle_amplitude_A,
         statistics=s.statistics,
         imaginary_modes=s.imaginary_modes,

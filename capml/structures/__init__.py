@@ -1,7 +1,14 @@
 """Structures: prototypes, supercells, solid-solution decorations, thermal displacements, samplers."""
 
 from capml.structures.decorations import Decoration, inequivalent_decorations, site_permutations
-from capml.structures.prototypes import antiperovskite, mixed_halide_supercell, vegard_lattice_constant
+from capml.structures.prototypes import (
+    antiperovskite,
+    decorated_supercell,
+    mixed_sites,
+    perovskite,
+    vegard_lattice_constant,
+)
+from capml.structures.system import SolidSolution, load_system
 from capml.structures.thermal import (
     harmonic_phonons,
     load_phonons,
@@ -12,12 +19,16 @@ from capml.structures.thermal import (
 
 __all__ = [
     "Decoration",
+    "SolidSolution",
     "antiperovskite",
+    "decorated_supercell",
     "harmonic_phonons",
     "inequivalent_decorations",
     "load_phonons",
+    "load_system",
     "mixed_force_constants",
-    "mixed_halide_supercell",
+    "mixed_sites",
+    "perovskite",
     "site_permutations",
     "thermal_displacements",
     "uniform_rattle",

@@ -1,9 +1,9 @@
-"""Symmetry-inequivalent decorations of a sublattice (e.g. Br/I over the halide sites of a supercell).
+"""Symmetry-inequivalent decorations of a sublattice (two species over the mixed sites of a supercell).
 
 The space-group operations of the undecorated supercell (from spglib) act on the sublattice as site
 permutations. Two decorations are equivalent when one operation maps one onto the other; the
 multiplicity of a decoration is the size of its orbit, so the multiplicities of one composition add
-up to C(n, k). Past ``max_enumerate`` arrangements per composition, a seeded random sample of
+up to C(n, k). Past ``max_enumerate`` arrangements per composition, a seeded random sample of (by default 100)
 arrangements is reduced to its distinct orbits instead (each still with its exact multiplicity).
 """
 
@@ -102,13 +102,14 @@ def inequivalent_decorations(
     perms: np.ndarray,
     n_occupied: int,
     max_enumerate: int = 20000,
-    n_random: int = 2000,
+    n_random: int = 100,
     seed: int = 0,
 ) -> list[Decoration]:
     """Distinct decorations with ``n_occupied`` minority atoms on a sublattice with permutations ``perms``.
 
     Enumerates all C(n, k) arrangements when there are at most ``max_enumerate``; otherwise draws
-    ``n_random`` seeded random arrangements and keeps their distinct orbits.
+    ``n_random`` seeded random arrangements and keeps their distinct orbits (about a hundred structures to relax per
+    composition by default; each with the exact size of its orbit as multiplicity).
     """
     n = perms.shape[1]
     if not 0 <= n_occupied <= n:

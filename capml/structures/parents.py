@@ -16,16 +16,11 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 from phonopy import Phonopy
 
-from capml.structures.prototypes import mixed_halide_supercell
-from capml.structures.sampler import SolidSolution
+from capml.structures.system import SolidSolution
 from capml.structures.thermal import harmonic_phonons, save_dispersion_plot, save_phonons
 from capml.io.jsonio import write_json
 
 log = logging.getLogger(__name__)
-
-
-def end_member_name(system: SolidSolution, halide: str) -> str:
-    return f"{system.a_site}3{system.b_site}{halide}"
 
 
 def imaginary_modes(phonon: Phonopy, threshold_THz: float = -0.05) -> dict:
@@ -47,21 +42,20 @@ def end_member_phonons(
     out_dir: str | Path,
     displacement_A: float = 0.01,
 ) -> dict[str, Path]:
-    """phonopy.yaml per end member under ``out_dir/<name>/``; resumes from cached displacement forces."""
+    """phonopy.yaml per end member (by species) under ``out_dir/<end member name>/``; resumes from cached
+    displacement forces."""
     out_dir = Path(out_dir)
     written = {}
-    for index, halide in enumerate(system.halides):
-        name = end_member_name(system, halide)
+    for species in system.species:
+        name = system.end_member_name(species)
         folder = out_dir / name
         target = folder / "phonopy.yaml"
-        written[halide] = target
+        written[species] = target
         if target.exists():
             log.info("%s exists; skipping", target)
             continue
-        occupation = np.full(len(system.parent()) // 5, index == 0)
-        cell = mixed_halide_supercell(system.a_site, system.b_site, system.halides, system.lattice_constants,
-                                      system.supercell, occupation)
-        phonon = harmonic_phonons(cell, calculator, np.eye(3, dtype=int), displacement_A, workdir=folder / "forces")
+        phonon = harmonic_phonons(system.end_member(species), calculator, np.eye(3, dtype=int), displacement_A,
+                                  workdir=folder / "forces")
         phonon.auto_band_structure(npoints=51)
         report = imaginary_modes(phonon)
         save_dispersion_plot(phonon, folder / "band_structure.png", f"{name} harmonic dispersion" + (

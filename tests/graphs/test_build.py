@@ -6,12 +6,12 @@ from torch_geometric.data import Batch
 
 from capml.graphs.build import atoms_to_graph, batch_graphs
 from capml.graphs.normalise import FeatureScaler, TargetScaler
-from capml.structures.sampler import SolidSolution
+from capml.structures.system import load_system
 from capml.structures.thermal import uniform_rattle
 
 
 def structures():
-    system = SolidSolution(supercell=(2, 2, 1))
+    system = load_system("ag3sbri", supercell=(2, 2, 1))
     return [uniform_rattle(system.build(d), 0.1, seed) for seed, d in enumerate(system.decorations(2) * 2)]
 
 

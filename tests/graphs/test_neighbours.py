@@ -10,7 +10,7 @@ from ase.neighborlist import neighbor_list
 from capml.errors import InputError
 from capml.graphs.neighbours import periodic_neighbours
 from capml.structures.prototypes import antiperovskite
-from capml.structures.sampler import SolidSolution
+from capml.structures.system import load_system
 from capml.structures.thermal import uniform_rattle
 
 
@@ -21,7 +21,7 @@ def triclinic_cell() -> Atoms:
 
 
 STRUCTURES = {
-    "40-atom rattled Ag3SBr(x)I(1-x)": lambda: uniform_rattle(SolidSolution().build(SolidSolution().decorations(3)[1]), 0.2, 0),
+    "40-atom rattled Ag3SBr(x)I(1-x)": lambda: uniform_rattle(load_system("ag3sbri").build(load_system("ag3sbri").decorations(3)[1]), 0.2, 0),
     "5-atom cell smaller than the cutoff": lambda: antiperovskite("Ag", "S", "Br", 4.793),
     "skewed triclinic cell": triclinic_cell,
 }

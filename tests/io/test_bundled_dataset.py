@@ -104,7 +104,8 @@ def test_recomputed_structure_matches_stored_energy(frames):
     assert labels.gaps_eV["pbesol"] == pytest.approx(atoms.info["gap_pbesol"], abs=5e-3)
 
 
-LABEL_SETS = [("relaxed.extxyz", "relaxed_structures.extxyz"), ("al_round0.extxyz", "al_round0_structures.extxyz")] + [
+LABEL_SETS = [("relaxed.extxyz", "relaxed_structures.extxyz")] + [
+    (f"al_round{r}.extxyz", f"al_round{r}_structures.extxyz") for r in (0, 1)] + [
     (f"md_check_{run}.extxyz", f"md_check_{run}_structures.extxyz")
     for run in ("round0", "round1_seed0", "round1_seed1", "round1_seed2")]
 
@@ -137,12 +138,12 @@ def test_label_sets_where_the_simulation_goes(name, inputs):
 
 
 def test_relaxed_set_has_every_inequivalent_decoration_once():
-    from capml.structures.sampler import SolidSolution
+    from capml.structures.system import load_system
 
     path = DATA / "relaxed.extxyz"
     if not path.is_file():
         pytest.skip("relaxed set not labelled yet")
-    system = SolidSolution()
+    system = load_system("ag3sbri")
     expected = {d.config_id for k in range(9) for d in system.decorations(k)}
     labelled = [a.info["config_id"] for a in read_dataset(path, gaps=["pbesol", "hse06"])]
     assert sorted(labelled) == sorted(expected) and len(expected) == 22

@@ -9,9 +9,9 @@ from capml.cli import CONFIG_DIR, ROOT
 
 @pytest.fixture
 def primary(tmp_path):
-    """A primary config with train.yaml's mlip slots, searching the shipped conf/ for the groups."""
+    """A primary config with train.yaml's system and mlip slots, searching the shipped conf/ for the groups."""
     (tmp_path / "primary.yaml").write_text(
-        "defaults:\n  - _self_\n  - mlip: default\n  - optional experiment: null\n"
+        "defaults:\n  - _self_\n  - system/_defaults\n  - system: ag3sbri\n  - mlip: default\n  - optional experiment: null\n"
         f"task: gnn\nhydra:\n  searchpath:\n    - file://{CONFIG_DIR}\n"
     )
     return tmp_path

@@ -114,13 +114,28 @@ def test_fine_tune_from_local_model_improves_on_new_fidelity(tmp_path, tiny_base
     """The base saw EMT; fine-tuning data is EMT scaled by 1.3 (another 'functional'): the fine-tuned model must
     beat its starting point on the held-out split, and its E0s start from the foundation's."""
     write_dataset(tmp_path / "stiff.extxyz", emt_frames(seed=7, force_scale=1.3))
+    heldout = emt_frames(seed=11, n_configs=3, force_scale=1.3)  # other structures, in no split
+    write_dataset(tmp_path / "heldout.extxyz", heldout)
     cfg = mlip_config(dataset=str(tmp_path / "stiff.extxyz"), out_dir=str(tmp_path / "ft"),
                       foundation_model=tiny_base["model"], epochs=10, lr=0.01, ema=False,
-                      test_fraction=0.25, valid_fraction=0.2, **{"evaluate.phonons": None})
+                      test_fraction=0.25, valid_fraction=0.2,
+                      **{"evaluate.phonons": None, "evaluate.heldout": [str(tmp_path / "heldout.extxyz")]})
     summary = run(cfg)
     test = summary["metrics"]["test"]
     assert set(test) == {"foundation", "trained"}
     assert test["trained"]["forces"]["mae"] < test["foundation"]["forces"]["mae"]
+    # the held-out set is scored like the test split: its force MAE recomputed here with the model's calculator
+    from capml.simulate.mlip import ase_calculator
+
+    scored = summary["metrics"]["heldout"][str(tmp_path / "heldout.extxyz")]
+    assert scored["n_frames"] == len(heldout)
+    calc = ase_calculator(summary["model"], "float64", "cpu")
+    errors = []
+    for atoms in heldout:
+        copy = atoms.copy()
+        copy.calc = calc
+        errors.append(np.abs(copy.get_forces() - atoms.arrays["REF_forces"]))
+    assert scored["models"]["trained"]["forces"]["mae"] == pytest.approx(np.concatenate(errors).mean(), rel=1e-5)
     log_text = (tmp_path / "ft" / "mace" / "mace_stdout.log").read_text()
     assert "Estimating E0s from foundation model" in log_text
     assert "WeightedEnergyForcesStressLoss" in log_text
@@ -156,6 +171,21 @@ def test_checkpoints_kept_for_same_inputs_dropped_for_changed(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+def start_and_wait_for_epoch(cmd, root: Path, env: dict, log: Path, line: str, timeout_s: float = 300.0):
+    """Start ``cmd`` (train.py) and return its process once mace's log shows ``line`` (the moment to kill it)."""
+    import subprocess
+    import time
+
+    process = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and process.poll() is None:
+        if log.exists() and line in log.read_text(errors="ignore"):
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "training ended before the kill"
+    return process
+
+
 @pytest.mark.slow
 def test_killed_run_takes_the_mace_trainer_with_it_and_reruns(tmp_path, emt_dataset):
     """kill -9 `train.py task=mlip` while mace trains: the mace child ends with it (no orphan training beside the
@@ -173,14 +203,7 @@ def test_killed_run_takes_the_mace_trainer_with_it_and_reruns(tmp_path, emt_data
            "mlip.test_fraction=0.25", "mlip.architecture.num_channels=8", "logger=csv",
            f"hydra.run.dir={tmp_path / 'run'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    parent = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = out / "mace" / "mace_stdout.log"
-    deadline = time.time() + 300
-    while time.time() < deadline and parent.poll() is None:
-        if log.exists() and "Epoch 1" in log.read_text(errors="ignore"):
-            break
-        time.sleep(0.2)
-    assert parent.poll() is None, "training ended before the kill"
+    parent = start_and_wait_for_epoch(cmd, root, env, out / "mace" / "mace_stdout.log", "Epoch 1")
 
     def children():
         found = []
@@ -228,15 +251,7 @@ def test_killed_run_with_resume_off_ends_with_the_uninterrupted_numbers(tmp_path
     straight = subprocess.run(command(tmp_path / "straight"), cwd=root, env=env, capture_output=True, text=True)
     assert straight.returncode == 0, straight.stderr[-2000:]
     killed = tmp_path / "killed"
-    parent = subprocess.Popen(command(killed), cwd=root, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    log = killed / "mace" / "mace_stdout.log"
-    deadline = time.time() + 300
-    while time.time() < deadline and parent.poll() is None:
-        if log.exists() and "Epoch 2" in log.read_text(errors="ignore"):
-            break
-        time.sleep(0.2)
-    assert parent.poll() is None, "training ended before the kill"
+    parent = start_and_wait_for_epoch(command(killed), root, env, killed / "mace" / "mace_stdout.log", "Epoch 2")
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     time.sleep(2)

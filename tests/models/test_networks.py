@@ -8,7 +8,7 @@ from capml.errors import InputError
 from capml.graphs.build import batch_graphs
 from capml.models.module import GraphRegressor
 from capml.models.networks import MODELS, build_network
-from capml.structures.sampler import SolidSolution
+from capml.structures.system import load_system
 from capml.structures.thermal import uniform_rattle
 
 KWARGS = {"paper": {}, "cgcnn": {"cutoff_A": 5.5, "n_gaussians": 12}, "gatv2": {"cutoff_A": 5.5, "n_gaussians": 12}}
@@ -30,7 +30,7 @@ def predict(module, structures):
 
 @pytest.fixture(scope="module")
 def cell():
-    system = SolidSolution(supercell=(2, 1, 1))
+    system = load_system("ag3sbri", supercell=(2, 1, 1))
     return uniform_rattle(system.build(system.decorations(1)[0]), 0.1, 0)
 
 

@@ -47,7 +47,7 @@ def test_one_tiny_round_labels_the_most_uncertain_snapshots_and_retrains(tmp_pat
              "explain.graphs=0", "trainer.enable_progress_bar=false"]
     # labelled as the GFN2 fixture was (same settings: extra training labels of other settings are refused)
     overrides = ["stage=active_learning", "labels=tblite", "labels.labeller.max_iterations=250",
-                 "structures.system.supercell=[2,2,1]",
+                 "system.supercell=[2,2,1]",
                  f"simulate.mlip_model={mace_model_path}", "simulate.configurations.max_steps=3",
                  "simulate.md.dtype=float64", "simulate.md.save_every_steps=5",
                  "simulate.active_learning.x=[0,1]", "simulate.active_learning.temperature=[300]",
@@ -91,7 +91,7 @@ def test_one_tiny_round_labels_the_most_uncertain_snapshots_and_retrains(tmp_pat
 
 def test_a_single_model_cannot_score(tmp_path, mace_model_path, trained_run):
     overrides = ["stage=active_learning", f"simulate.mlip_model={mace_model_path}",
-                 "structures.system.supercell=[2,2,1]", "simulate.configurations.max_steps=2",
+                 "system.supercell=[2,2,1]", "simulate.configurations.max_steps=2",
                  "simulate.active_learning.x=[0]", "simulate.active_learning.temperature=[300]",
                  "simulate.active_learning.md_steps=20", "simulate.active_learning.discard_fs=0",
                  f"simulate.active_learning.ensemble={trained_run['checkpoint']}", "simulate.md.dtype=float64"]

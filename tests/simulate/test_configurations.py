@@ -13,10 +13,10 @@ from ase.eos import EquationOfState
 from ase.io import read
 
 from capml.errors import InputError
-from capml.simulate.configurations import RELAXED, compositions_from_x, relax_configurations
+from capml.simulate.configurations import RELAXED, relax_configurations
 from capml.simulate.mlip import ase_calculator
 from capml.simulate.relax import relax
-from capml.structures.sampler import SolidSolution
+from capml.structures.system import compositions_from_x, load_system
 
 
 def test_cell_and_positions_relax_to_the_eos_minimum():
@@ -46,7 +46,7 @@ def test_compositions_from_x():
 
 
 def test_inequivalent_configurations_relaxed_ranked_and_resumed(mace_model_path, tmp_path):
-    system = SolidSolution()
+    system = load_system("ag3sbri")
     calc = ase_calculator(mace_model_path)
     table = relax_configurations(system, [2, 8], calc, tmp_path, fmax_eV_A=0.05, max_steps=3)
     assert len(table) == 3 + 1
@@ -68,7 +68,7 @@ def test_inequivalent_configurations_relaxed_ranked_and_resumed(mace_model_path,
 
 
 def test_full_2x2x2_needs_22_relaxations_not_254():
-    system = SolidSolution()
+    system = load_system("ag3sbri")
     counts = [len(system.decorations(k)) for k in range(9)]
     assert sum(counts) == 22
     assert sum(comb(8, k) for k in range(1, 8)) == 254  # the seed's relaxations (k = 1..7)

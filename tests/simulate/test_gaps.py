@@ -214,3 +214,36 @@ def _frame_at(x: float, t: int) -> Atoms:
     atoms = Atoms("H", positions=[[x, 0, 0]])
     atoms.info["time_fs"] = 10.0 * t
     return atoms
+
+
+def test_map_table_puts_eg0_at_zero_kelvin_and_the_plot_is_written(tmp_path):
+    from capml.simulate.gaps import map_table, plot_map
+
+    runs = [(cid, t, trajectory(shift + t / 1000, 200, seed=int(t))) for cid, shift in (("a", 0.0), ("c", 2.0))
+            for t in (300.0, 600.0)]
+    thermal, _ = thermal_gaps(LinearGap(), runs)
+    configs = pd.DataFrame({"config_id": ["a", "c"], "x": [0.0, 1.0], "multiplicity": [1, 1],
+                            "energy_eV": [0.0, 0.0], "rank": [0, 0]})
+    _, summary = summarise(configs, {"a": 2.0, "c": 1.8}, thermal)
+    grid = map_table(summary, "lowest")
+    assert list(grid.index) == [0.0, 300.0, 600.0] and list(grid.columns) == [0.0, 1.0]
+    assert grid.loc[0.0].tolist() == [2.0, 1.8]  # Eg(0) of each composition in the 0 K row
+    # LinearGap: 2 - 0.1 x(H); the H atom sits at shift + T/1000 on average
+    assert grid.loc[600.0, 1.0] == pytest.approx(2.0 - 0.1 * 2.6, abs=0.01)
+    assert grid.loc[300.0, 0.0] == pytest.approx(2.0 - 0.1 * 0.3, abs=0.01)
+    assert map_table(summary, "boltzmann").equals(grid)  # one configuration per composition: the same numbers
+    plot_map(summary, tmp_path / "map.png", x_label="x (fraction of Br)")
+    assert (tmp_path / "map.png").stat().st_size > 10_000
+
+
+def test_boltzmann_coverage_is_the_weight_of_the_simulated_configurations():
+    from capml.simulate.gaps import boltzmann_coverage
+
+    configs = pd.DataFrame({"config_id": ["a", "b", "c"], "x": [0.5] * 3, "multiplicity": [2, 4, 8],
+                            "energy_eV": [0.0, 0.05, 1.0]})
+    table = boltzmann_coverage(configs, ["a", "b"], [300.0, 1e9])
+    e = np.array([0.0, 0.05, 1.0])
+    for temperature, got in zip((300.0, 1e9), table["weight_with_md"]):
+        w = np.array([2, 4, 8]) * np.exp(-e / (kB * temperature))
+        assert got == pytest.approx(w[:2].sum() / w.sum())
+    assert table["weight_with_md"].iloc[1] == pytest.approx(6 / 14, rel=1e-4)  # high T: multiplicities alone

@@ -138,9 +138,9 @@ def test_bad_settings_are_input_errors():
 def test_batched_model_on_cuda_matches_cpu(mace_model_path):
     import torch_sim as ts
 
-    from capml.structures.sampler import SolidSolution
+    from capml.structures.system import load_system
 
-    system = SolidSolution()
+    system = load_system("ag3sbri")
     structures = [system.build(system.decorations(k)[0]) for k in (0, 4, 8)]
     for atoms in structures:
         atoms.rattle(0.05, seed=1)

@@ -72,3 +72,23 @@ def test_verdict_names_stabilised_and_soft_modes():
     assert verdict["verdict"] == "1 of 2 imaginary harmonic modes stay soft"
     result["renormalised_THz"][4] = 0.5
     assert stabilisation_verdict(result)["verdict"].startswith("dynamically stabilised: all 2")
+
+
+def test_dispersions_at_two_temperatures_share_the_band_path(copper, tmp_path):
+    """Force constants scaled by 1.21 scale every frequency by 1.1 on the same q-points (phonopy's own result)."""
+    from phonopy import Phonopy
+
+    from capml.simulate.nmd import plot_dispersions
+    from capml.structures.thermal import to_phonopy_atoms
+
+    cu, phonon = copper
+    stiffer = Phonopy(to_phonopy_atoms(cu), supercell_matrix=np.eye(3, dtype=int), primitive_matrix="auto")
+    stiffer.force_constants = full_force_constants(phonon) * 1.21
+    harmonic = Phonopy(to_phonopy_atoms(cu), supercell_matrix=np.eye(3, dtype=int), primitive_matrix="auto")
+    harmonic.force_constants = full_force_constants(phonon)
+    plot_dispersions({"0 K": harmonic, "300 K": stiffer}, tmp_path / "d.png", "Cu")
+    a, b = harmonic.band_structure, stiffer.band_structure
+    for qa, qb, fa, fb in zip(a.qpoints, b.qpoints, a.frequencies, b.frequencies):
+        np.testing.assert_allclose(qa, qb)
+        np.testing.assert_allclose(fb, 1.1 * fa, atol=1e-6)
+    assert (tmp_path / "d.png").stat().st_size > 10_000

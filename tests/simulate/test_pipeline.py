@@ -32,7 +32,11 @@ def test_pipeline_writes_every_stage(pipeline_run):
     summary = pd.read_csv(w / "gaps" / "gaps_summary.csv")
     assert len(summary) == 3 * 2
     assert summary[["lowest_gap_T_eV", "boltzmann_gap_T_eV", "lowest_delta_gap_percent"]].notna().all().all()
-    assert (w / "gaps" / "eg_x_T.png").exists()
+    assert (w / "gaps" / "eg_x_T.png").exists() and (w / "gaps" / "eg_map.png").exists()
+    coverage = pd.read_csv(w / "gaps" / "boltzmann_coverage.csv")
+    assert len(coverage) == 3 * 2 and (coverage["weight_with_md"] == 1.0).all()  # one decoration each, all run
+    for cid in table["config_id"]:
+        assert (w / "nmd" / f"{cid}_dispersions.png").exists()
     results = json.loads((w / "results.json").read_text())
     assert any(p.endswith("eg_x_T.png") for p in results["plots"])
 
@@ -158,3 +162,17 @@ def test_replicas_run_in_one_batch_and_carry_the_sampling_error(pipeline_run, ma
     expected = np.maximum(per_config["gap_T_between_err_eV"], per_config["gap_T_within_err_eV"])
     np.testing.assert_allclose(per_config["gap_T_err_eV"], expected)
     assert set(pd.read_csv(workdir / "gaps" / "gap_series.csv")["replica"]) == {0, 1, 2}
+    # the renormalised phonons take every replica's frames
+    shutil.copytree(pipeline_run / "phonons", workdir / "phonons")
+    verdicts = run_stage(simulate_config(workdir, "stage=nmd", *overrides))
+    assert sorted(verdicts) == [f"{cid}_T600" for cid in ("k0of8_d0", "k8of8_d0")]
+    assert (workdir / "nmd" / "k0of8_d0_dispersions.png").exists()
+
+
+def test_eg_map_experiment_covers_every_composition_and_temperature(tmp_path):
+    from capml.simulate.pipeline import _compositions, _temperatures
+
+    cfg = simulate_config(tmp_path, "experiment=eg_map")
+    assert cfg.stage == "pipeline" and _compositions(cfg) == list(range(9))  # all k/8 of the 2x2x2 cell
+    assert _temperatures(cfg) == [100.0, 200.0, 300.0, 400.0, 500.0, 600.0]
+    assert cfg.simulate.md.replicas == 2 and cfg.simulate.gaps.discard_fs == "auto"

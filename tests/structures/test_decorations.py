@@ -4,18 +4,18 @@ import numpy as np
 import pytest
 
 from capml.structures.decorations import burnside_orbit_count, inequivalent_decorations, site_permutations
-from capml.structures.prototypes import halide_sites, mixed_halide_supercell
+from capml.structures.prototypes import antiperovskite, decorated_supercell, mixed_sites
 
 LATTICE = {"Br": 4.793, "I": 4.869}
 
 
-def halide_perms(supercell):
-    parent = mixed_halide_supercell("Ag", "S", ["Br", "I"], LATTICE, supercell)
-    return site_permutations(parent, halide_sites(parent, ["Br", "I"]))
+def x_site_perms(supercell):
+    parent = decorated_supercell(antiperovskite("Ag", "S", "I", 1.0), "I", ["Br", "I"], LATTICE, supercell)
+    return site_permutations(parent, mixed_sites(parent, ["Br", "I"]))
 
 
 def test_2x2x2_has_22_inequivalent_decorations_against_burnside():
-    perms = halide_perms([2, 2, 2])
+    perms = x_site_perms([2, 2, 2])
     counts = []
     for k in range(9):
         decorations = inequivalent_decorations(perms, k)
@@ -28,7 +28,7 @@ def test_2x2x2_has_22_inequivalent_decorations_against_burnside():
 
 
 def test_2x2x1_counts_against_burnside():
-    perms = halide_perms([2, 2, 1])
+    perms = x_site_perms([2, 2, 1])
     for k in range(5):
         decorations = inequivalent_decorations(perms, k)
         assert len(decorations) == burnside_orbit_count(perms, k)
@@ -36,7 +36,7 @@ def test_2x2x1_counts_against_burnside():
 
 
 def test_decorations_are_pairwise_inequivalent():
-    perms = halide_perms([2, 2, 2])
+    perms = x_site_perms([2, 2, 2])
     decorations = inequivalent_decorations(perms, 4)
     orbits = []
     for d in decorations:
@@ -49,7 +49,7 @@ def test_decorations_are_pairwise_inequivalent():
 
 
 def test_random_sampling_past_threshold_is_seeded_and_keeps_exact_multiplicities():
-    perms = halide_perms([2, 2, 2])
+    perms = x_site_perms([2, 2, 2])
     exact = {d.occupation: d.multiplicity for d in inequivalent_decorations(perms, 4)}
     sampled = inequivalent_decorations(perms, 4, max_enumerate=10, n_random=200, seed=3)
     again = inequivalent_decorations(perms, 4, max_enumerate=10, n_random=200, seed=3)
@@ -61,7 +61,7 @@ def test_random_sampling_past_threshold_is_seeded_and_keeps_exact_multiplicities
 
 @pytest.mark.parametrize("k", [3, 13])
 def test_3x3x3_random_mode_multiplicities_divide_group_order(k):
-    perms = halide_perms([3, 3, 3])
+    perms = x_site_perms([3, 3, 3])
     decorations = inequivalent_decorations(perms, k, max_enumerate=1000, n_random=300, seed=0)
     assert decorations
     for d in decorations:
