@@ -13,7 +13,7 @@ from ase import Atoms
 from torch.utils.data import ConcatDataset, Dataset
 from torch_geometric.loader import DataLoader
 
-from capml.data.dataset import CrystalGraphDataset
+from capml.data.graph_dataset import CrystalGraphDataset
 from capml.errors import InputError
 from capml.io.dataset import refuse_mixed_settings, refuse_repeated_ids
 from capml.graphs.build import DEFAULT_CUTOFF_A

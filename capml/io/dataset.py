@@ -1,4 +1,5 @@
-"""Read, write, validate and merge datasets that follow the capml contract (see README.md, "Dataset files").
+"""Read, write, validate and merge datasets that follow the capml contract (see README.md, "Dataset files");
+the shard files of parallel label runs are in :mod:`capml.io.shards`.
 
 A dataset is one extxyz file plus a JSON sidecar ``<file>.settings.json`` holding the label settings per
 fidelity (code, functional, cutoff, k-points, smearing). Two datasets whose settings for the same fidelity
@@ -234,6 +235,8 @@ def drop_fidelity(path: str | Path, fidelity: str, structure_ids: Sequence[str] 
     """Remove ``gap_<fidelity>`` from the frames of ``path`` (every frame, or those of ``structure_ids``) for
     labels found wrong; returns how many frames lost it. Dropped from every frame, the fidelity also leaves the
     settings. A resumed label run then computes the fidelity afresh on those structures."""
+    from capml.io.shards import shard_files  # shards build on this module
+
     if shard_files(path):
         raise InputError(f"{path}: shard files of a label run are waiting to be merged; merge them first "
                          "(an unsharded label run, or --merge-shards)")
@@ -276,15 +279,17 @@ def keep_last_per_structure(path: str | Path, order: Sequence[str] | None = None
     the frames into input order, so that "the first N frames" names the same structures however often some
     were relabelled; ids not in ``order`` go last, in file order."""
     frames = read_complete_frames(path)
-    ids = [str(atoms.info.get("structure_id")) for atoms in frames]
-    last = {sid: k for k, sid in enumerate(ids)}
-    first = {}
-    for k, sid in enumerate(ids):
-        first.setdefault(sid, k)
-    rank = {sid: i for i, sid in enumerate(order or [])}
-    keys = sorted(last, key=lambda sid: (rank.get(sid, len(rank)), first[sid]))
-    if len(last) < len(frames) or keys != sorted(last, key=first.get):
+    last = {str(atoms.info.get("structure_id")): k for k, atoms in enumerate(frames)}  # an id keeps its first place
+    keys = in_input_order(last, order)
+    if len(last) < len(frames) or keys != list(last):
         write_dataset(path, [frames[last[sid]] for sid in keys])
+
+
+def in_input_order(ids: Iterable[str], order: Sequence[str] | None) -> list[str]:
+    """``ids`` (each once, in file order) sorted into ``order``, the structure_ids of the label stage's input; ids
+    not in ``order`` go last, in file order."""
+    rank = {sid: i for i, sid in enumerate(order or [])}
+    return sorted(ids, key=lambda sid: rank.get(sid, len(rank)))
 
 
 def read_complete_frames(path: str | Path, repair: bool = True) -> list[Atoms]:
@@ -372,94 +377,6 @@ def refuse_repeated_ids(ids_by_file: Sequence[tuple[str, Iterable]], hint: str) 
         seen.update(dict.fromkeys(ids, where))
 
 
-def shard_path(path: str | Path, index: int, count: int) -> Path:
-    """The file that shard ``index`` of ``count`` of a label run into ``path`` writes (``dataset.extxyz`` ->
-    ``dataset.shard0of2.extxyz``)."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.shard{index}of{count}{path.suffix}")
-
-
-def shard_lock(shard: str | Path, blocking: bool = True):
-    """An exclusive lock on a shard file for as long as the returned handle is open: a label run holds it,
-    ``merge_shards`` refuses a shard that another process holds. None when ``blocking`` is False and it is held."""
-    import fcntl
-
-    handle = open(Path(shard).with_name(Path(shard).name + ".lock"), "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except BlockingIOError:
-        handle.close()
-        return None
-    except OSError as err:  # e.g. a cluster file system mounted without flock
-        handle.close()
-        raise InputError(f"{shard}: cannot lock ({err}); label.shard needs a file system with flock") from err
-    return handle
-
-
-def shard_files(path: str | Path) -> list[Path]:
-    """The shard files of a label run into ``path``, including shards that wrote only settings or failures (every
-    structure they tried failed)."""
-    import re
-
-    path = Path(path)
-    pattern = re.compile(re.escape(path.stem) + r"\.shard\d+of\d+" + re.escape(path.suffix))
-    names = {match.group(0) for f in path.parent.glob(f"{path.stem}.shard*of*{path.suffix}*")
-             if (match := pattern.match(f.name)) and f.name[match.end():] in ("", ".settings.json", ".failures.jsonl")}
-    return sorted(path.parent / name for name in names)
-
-
-def merge_shards(path: str | Path, order: Sequence[str] | None = None) -> tuple[int, int]:
-    """Merge the shard files of a label run into ``path``: settings checked per fidelity, each structure once (a
-    shard's frame replaces the merged file's, as a relabelled one does), in input order (``order``: the input's
-    structure_ids; ids not in it last) and failures carried over. Every shard's lock is taken before anything is
-    read (a shard still labelling is refused), the merged file and its failures are written atomically before the
-    shard files are removed, so a kill loses nothing; the lock files stay (a waiting shard keeps a valid lock).
-    Returns (frames merged from shards, frames in all)."""
-    path = Path(path)
-    shards = shard_files(path)
-    if not shards:
-        return 0, len(read_complete_frames(path))
-    locks = []
-    try:
-        for shard in shards:
-            lock = shard_lock(shard, blocking=False)
-            if lock is None:
-                raise InputError(f"{shard}: still being labelled by another process; merge when every shard has "
-                                 "ended")
-            locks.append(lock)
-        settings = read_settings(path)
-        frames = {str(a.info.get("structure_id")): a for a in read_complete_frames(path)}
-        first_seen = list(frames)
-        merged = 0
-        failures = dict(read_failures(path))
-        for shard in shards:
-            settings = settings.merged_with(read_settings(shard), where=str(shard))
-            for atoms in read_complete_frames(shard):
-                sid = str(atoms.info.get("structure_id"))
-                if sid not in frames:
-                    first_seen.append(sid)
-                frames[sid] = atoms
-                merged += 1
-            for sid, record in read_failures(shard).items():
-                failures.setdefault(sid, record)
-        rank = {sid: i for i, sid in enumerate(order or [])}
-        seen = {sid: k for k, sid in enumerate(first_seen)}
-        keys = sorted(frames, key=lambda sid: (rank.get(sid, len(rank)), seen[sid]))
-        if failures:
-            target = failures_path(path)
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_text("".join(json.dumps(record) + "\n" for record in failures.values()))
-            os.replace(tmp, target)
-        write_dataset(path, [frames[sid] for sid in keys], settings)
-        for shard in shards:
-            for extra in (settings_path(shard), failures_path(shard), shard):
-                extra.unlink(missing_ok=True)
-    finally:
-        for lock in locks:
-            lock.close()
-    return merged, len(keys)
-
-
 def merge_datasets(paths: Sequence[str | Path], out: str | Path) -> list[Atoms]:
     """Concatenate datasets after checking their label settings agree per fidelity."""
     settings = DatasetSettings()
@@ -478,7 +395,8 @@ def merge_datasets(paths: Sequence[str | Path], out: str | Path) -> list[Atoms]:
 def main(argv: list[str] | None = None) -> None:
     """``python -m capml.io.dataset FILE --drop-fidelity NAME [--structure ID ...]``: drop labels of one fidelity
     found wrong (on every frame, or on the named structures). ``python -m capml.io.dataset FILE --prefix-ids P
-    --out OUT``: a copy with P before every structure_id."""
+    --out OUT``: a copy with P before every structure_id. ``python -m capml.io.dataset FILE --merge-shards
+    --structures INPUT``: the shard files of a label run merged into FILE in INPUT's order."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -496,6 +414,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.merge_shards:
         if not args.structures:
             parser.error("--merge-shards needs --structures (the label run's input: the merged file keeps its order)")
+        from capml.io.shards import merge_shards
+
         order = [str(a.info.get("structure_id")) for a in read_structures(args.structures)]
         merged, total = merge_shards(args.dataset, order)
         print(f"{args.dataset}: {merged} frames merged from shard files, {total} frames in all")

@@ -30,14 +30,11 @@ from capml.io.dataset import (
     read_complete_frames,
     read_failures,
     read_settings,
-    merge_shards,
     settings_path,
-    shard_files,
-    shard_lock,
-    shard_path,
     validate_frames,
     write_settings,
 )
+from capml.io.shards import merge_shards, shard_files, shard_lock, shard_path
 from capml.labels.base import Labeller
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from phonopy.phonon.band_structure import get_band_qpoints_by_seekpath  # noqa: 
 
 from capml.io.dataset import ENERGY_KEY, FORCES_KEY, STRESS_KEY, read_dataset  # noqa: E402
 from capml.mlip.calculator import mace_calculator  # noqa: E402
-from capml.structures.thermal import harmonic_phonons, load_phonons, to_ase_atoms  # noqa: E402
+from capml.phonons import harmonic_phonons, load_phonons, to_ase_atoms  # noqa: E402
 from capml.io.jsonio import write_json  # noqa: E402
 
 log = logging.getLogger("capml.mlip")

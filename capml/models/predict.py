@@ -25,7 +25,7 @@ import torch
 from ase import Atoms
 
 from capml.errors import InputError
-from capml.data.dataset import MINUS
+from capml.data.graph_dataset import MINUS
 from capml.graphs.build import batch_graphs
 from capml.models.module import GraphRegressor
 

@@ -96,7 +96,7 @@ def run_round(cfg, prepare_only: bool = False) -> dict:
 
     from omegaconf import open_dict
 
-    from capml.io.dataset import shard_lock
+    from capml.io.shards import shard_lock
 
     log = logging.getLogger("capml.simulate")
     a = cfg.simulate.active_learning

@@ -18,8 +18,8 @@ import pandas as pd  # noqa: E402
 from ase import Atoms  # noqa: E402
 from scipy import constants  # noqa: E402
 
+from capml.phonons import gamma_modes  # noqa: E402
 from capml.simulate.gaps import GapModel  # noqa: E402
-from capml.simulate.nmd import gamma_modes  # noqa: E402
 
 AMU_A2 = constants.atomic_mass * 1e-20  # kg m² in one amu Å²
 

@@ -27,8 +27,9 @@ from scipy.optimize import curve_fit  # noqa: E402
 from scipy.signal import welch  # noqa: E402
 
 from capml.errors import InputError  # noqa: E402
-from capml.structures.thermal import save_dispersion_plot, save_phonons, to_phonopy_atoms  # noqa: E402
 from capml.io.jsonio import write_json  # noqa: E402
+from capml.phonons import (  # noqa: E402
+    IMAGINARY_THZ, gamma_modes, renormalised_force_constants, save_dispersion_plot, save_phonons, to_phonopy_atoms)
 
 FS_TO_PS = 1e-3
 
@@ -37,14 +38,6 @@ FS_TO_PS = 1e-3
 class ModeSpectra:
     frequencies_THz: np.ndarray  # (n_freq,)
     power: np.ndarray  # (n_modes, n_freq)
-
-
-def gamma_modes(atoms: Atoms, force_constants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Γ frequencies (THz, imaginary as negative) and eigenvectors (3n, 3n; columns) of the supercell."""
-    phonon = Phonopy(to_phonopy_atoms(atoms), supercell_matrix=np.eye(3, dtype=int), primitive_matrix="P")
-    phonon.force_constants = force_constants
-    frequencies, eigenvectors = phonon.get_frequencies_with_eigenvectors([0, 0, 0])
-    return np.asarray(frequencies), np.real(np.asarray(eigenvectors))
 
 
 def mode_velocities(velocities: np.ndarray, masses: np.ndarray, eigenvectors: np.ndarray) -> np.ndarray:
@@ -87,20 +80,6 @@ def fit_lorentzian(freq: np.ndarray, power: np.ndarray, window_THz: float | None
     return float(centre), float(abs(fwhm))
 
 
-def renormalised_force_constants(eigenvectors: np.ndarray, frequencies_THz: np.ndarray,
-                                 masses: np.ndarray) -> np.ndarray:
-    """Full (n, n, 3, 3) force constants in eV/Å² whose Γ modes have the given frequencies."""
-    from phonopy.physical_units import get_physical_units
-
-    factor = get_physical_units().DefaultToTHz  # THz = factor * sqrt(eV/Å²/amu)
-    omega2 = np.sign(frequencies_THz) * (frequencies_THz / factor) ** 2
-    dynmat = (eigenvectors * omega2) @ eigenvectors.T
-    sqrt_m = np.repeat(np.sqrt(masses), 3)
-    phi = dynmat * np.outer(sqrt_m, sqrt_m)
-    n = len(masses)
-    return phi.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)
-
-
 def decompose(trajectories: Sequence[Sequence[Atoms]], reference: Atoms, force_constants: np.ndarray,
               segments: int = 4) -> dict:
     """Harmonic vs renormalised frequency and linewidth of every Γ mode of the MD supercell.
@@ -139,7 +118,7 @@ def decompose(trajectories: Sequence[Sequence[Atoms]], reference: Atoms, force_c
     }
 
 
-def stabilisation_verdict(result: dict, imaginary_THz: float = -0.05) -> dict:
+def stabilisation_verdict(result: dict, imaginary_THz: float = IMAGINARY_THZ) -> dict:
     """Which harmonic-imaginary modes the MD shows real (dynamically stabilised)."""
     harmonic, renorm = result["harmonic_THz"], result["renormalised_THz"]
     soft = np.flatnonzero((harmonic < imaginary_THz) & ~result["acoustic"])

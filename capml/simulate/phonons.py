@@ -17,38 +17,12 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 from phonopy import Phonopy
 
-from capml.structures.parents import imaginary_modes
-from capml.structures.thermal import (full_force_constants, harmonic_phonons, load_phonons,
-                                      save_dispersion_plot, save_phonons, to_ase_atoms)
 from capml.io.jsonio import write_json
+from capml.phonons import harmonic_phonons, load_phonons, save_dispersion_plot, save_phonons, stability
 
 log = logging.getLogger(__name__)
 
 PHONOPY_FILE = "phonopy.yaml"
-
-
-def stability(phonon: Phonopy, threshold_THz: float = -0.05) -> dict:
-    """Imaginary modes at every q-point commensurate with the supercell (its Γ modes, exact for this
-    cell: the ones MD and frozen modes see) and along the interpolated band path."""
-    from capml.simulate.nmd import gamma_modes
-
-    commensurate, _ = gamma_modes(to_ase_atoms(phonon.supercell), full_force_constants(phonon))
-    soft = np.sort(commensurate[commensurate < threshold_THz])
-    path = imaginary_modes(phonon, threshold_THz)
-    stable = not len(soft) and not path["n_imaginary_on_path"]
-    if stable:
-        verdict = "dynamically stable (harmonic): no imaginary modes"
-    else:
-        lowest = min([*soft, path["lowest_THz"] or 0.0])
-        verdict = (f"harmonically unstable: {len(soft)} imaginary supercell Γ modes, "
-                   f"{path['n_imaginary_on_path']} imaginary band-path points, lowest {lowest:.2f} THz")
-    return {
-        "verdict": verdict,
-        "stable": stable,
-        "threshold_THz": threshold_THz,
-        "imaginary_supercell_gamma_THz": np.round(soft, 4).tolist(),
-        "path": path,
-    }
 
 
 def config_phonons(atoms: Atoms, calculator: Calculator, out_dir: str | Path, displacement_A: float = 0.01,

@@ -14,6 +14,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from capml.errors import InputError
+from capml.phonons import full_force_constants, load_phonons
 from capml.simulate import configurations as conf_stage
 from capml.simulate import gaps as gap_stage
 from capml.simulate import modes as mode_stage
@@ -22,7 +23,6 @@ from capml.simulate.md import MDSettings, MDSystem, read_trajectory, run_md, tra
 from capml.simulate.mlip import ase_calculator, batched_model, check_elements
 from capml.simulate.phonons import config_phonons
 from capml.structures.system import SolidSolution, compositions_from_x
-from capml.structures.thermal import full_force_constants, load_phonons
 from capml.io.jsonio import write_json
 
 log = logging.getLogger("capml.simulate")

@@ -1,5 +1,6 @@
 """Structures: prototypes, supercells, solid-solution decorations, thermal displacements, samplers."""
 
+from capml.phonons import harmonic_phonons, load_phonons  # kept here for scripts that import them from structures
 from capml.structures.decorations import Decoration, inequivalent_decorations, site_permutations
 from capml.structures.prototypes import (
     antiperovskite,
@@ -9,13 +10,7 @@ from capml.structures.prototypes import (
     vegard_lattice_constant,
 )
 from capml.structures.system import SolidSolution, load_system
-from capml.structures.thermal import (
-    harmonic_phonons,
-    load_phonons,
-    mixed_force_constants,
-    thermal_displacements,
-    uniform_rattle,
-)
+from capml.structures.thermal import mixed_force_constants, thermal_displacements, uniform_rattle
 
 __all__ = [
     "Decoration",

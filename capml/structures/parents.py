@@ -14,26 +14,12 @@ from typing import Callable
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
-from phonopy import Phonopy
 
-from capml.structures.system import SolidSolution
-from capml.structures.thermal import harmonic_phonons, save_dispersion_plot, save_phonons
 from capml.io.jsonio import write_json
+from capml.phonons import harmonic_phonons, imaginary_modes, save_dispersion_plot, save_phonons
+from capml.structures.system import SolidSolution
 
 log = logging.getLogger(__name__)
-
-
-def imaginary_modes(phonon: Phonopy, threshold_THz: float = -0.05) -> dict:
-    """Frequencies below ``threshold_THz`` (phonopy writes imaginary ones as negative) on the band path."""
-    bands = phonon.get_band_structure_dict()
-    found = []
-    for path_q, path_f in zip(bands["qpoints"], bands["frequencies"]):
-        for q, freqs in zip(path_q, path_f):
-            for branch, f in enumerate(freqs):
-                if f < threshold_THz:
-                    found.append({"q": np.round(q, 4).tolist(), "branch": branch, "frequency_THz": round(float(f), 4)})
-    lowest = min((m["frequency_THz"] for m in found), default=None)
-    return {"n_imaginary_on_path": len(found), "lowest_THz": lowest, "modes": found[:200]}
 
 
 def end_member_phonons(

@@ -16,9 +16,9 @@ from ase import Atoms
 
 from capml.errors import InputError
 from capml.structures.decorations import Decoration
+from capml.phonons import full_force_constants, load_phonons
 from capml.structures.system import SolidSolution
-from capml.structures.thermal import full_force_constants, load_phonons, mixed_force_constants, \
-    thermal_displacements, uniform_rattle
+from capml.structures.thermal import mixed_force_constants, thermal_displacements, uniform_rattle
 
 
 def draw_decorations(decorations: Sequence[Decoration], count: int, rng: np.random.Generator) -> list[Decoration]:

@@ -1,134 +1,22 @@
 """Phonon-informed thermal displacements (phonopy) and uniform rattles.
 
-Force constants come from phonopy finite displacements with any ASE calculator. Thermal displacements
-are drawn with phonopy's ``RandomDisplacements`` (harmonic canonical ensemble, quantum or classical
-statistics) on the full supercell treated as its own primitive cell, so decorated solid-solution
-supercells (broken symmetry, mixed masses) are handled exactly: every commensurate q-point of the
-parent is a Γ mode of the supercell.
+Force constants come from :mod:`capml.phonons`. Thermal displacements are drawn with phonopy's
+``RandomDisplacements`` (harmonic canonical ensemble, quantum or classical statistics) on the full supercell
+treated as its own primitive cell, so decorated solid-solution supercells (broken symmetry, mixed masses) are
+handled exactly: every commensurate q-point of the parent is a Γ mode of the supercell.
 """
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
-import phonopy
 from ase import Atoms
-from ase.calculators.calculator import Calculator
 from phonopy import Phonopy
-from phonopy.harmonic.force_constants import compact_fc_to_full_fc
 from phonopy.phonon.random_displacements import RandomDisplacements
-from phonopy.structure.atoms import PhonopyAtoms
-from tqdm.auto import tqdm
 
 from capml.errors import InputError
-
-log = logging.getLogger(__name__)
-
-
-def to_phonopy_atoms(atoms: Atoms) -> PhonopyAtoms:
-    return PhonopyAtoms(
-        symbols=atoms.get_chemical_symbols(),
-        cell=np.array(atoms.cell[:]),
-        scaled_positions=atoms.get_scaled_positions(),
-        masses=atoms.get_masses(),
-    )
-
-
-def to_ase_atoms(cell: PhonopyAtoms) -> Atoms:
-    return Atoms(
-        symbols=cell.symbols,
-        cell=cell.cell,
-        scaled_positions=cell.scaled_positions,
-        masses=cell.masses,
-        pbc=True,
-    )
-
-
-def harmonic_phonons(
-    unitcell: Atoms,
-    calculator: Calculator | Callable[[Atoms], Calculator],
-    supercell_matrix: Sequence[int] | np.ndarray,
-    displacement_A: float = 0.01,
-    workdir: str | Path | None = None,
-    symprec: float = 1e-5,
-) -> Phonopy:
-    """Harmonic force constants by phonopy finite displacements.
-
-    ``calculator`` is an ASE calculator or a factory that makes one for a given structure. With ``workdir`` the forces
-    of each displaced supercell are written as soon as they are computed and reused on a rerun.
-    """
-    phonon = Phonopy(
-        to_phonopy_atoms(unitcell),
-        supercell_matrix=np.diag(supercell_matrix) if np.ndim(supercell_matrix) == 1 else supercell_matrix,
-        primitive_matrix="auto",
-        symprec=symprec,
-    )
-    phonon.generate_displacements(distance=displacement_A)
-    supercells = phonon.supercells_with_displacements
-    if workdir is not None:
-        workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-    forces = []
-    for i, cell in enumerate(tqdm(supercells, desc="phonopy displacements", unit="calc")):
-        cached = workdir / f"forces_{i:04d}.npy" if workdir is not None else None
-        if cached is not None and cached.exists():
-            forces.append(np.load(cached))
-            continue
-        atoms = to_ase_atoms(cell)
-        atoms.calc = calculator if isinstance(calculator, Calculator) else calculator(atoms)
-        f = atoms.get_forces()
-        if cached is not None:
-            np.save(cached, f)
-        forces.append(f)
-    phonon.forces = np.array(forces)
-    phonon.produce_force_constants()
-    phonon.symmetrize_force_constants()
-    return phonon
-
-
-def save_phonons(phonon: Phonopy, path: str | Path) -> None:
-    """phonopy.yaml with force constants included, readable by ``phonopy.load``."""
-    phonon.save(filename=str(path), settings={"force_constants": True})
-
-
-def save_dispersion_plot(phonon: Phonopy, path: str | Path, title: str, with_dos: bool = False) -> Path:
-    """phonopy's band-structure plot (and total DOS) of a phonon whose band structure is computed, with units and
-    a title, to PNG."""
-    import matplotlib.pyplot as plt  # phonopy draws through pyplot; its figure is closed again, nothing else
-
-    if with_dos:
-        phonon.auto_total_dos()
-    (phonon.plot_band_structure_and_dos() if with_dos else phonon.plot_band_structure())
-    figure = plt.gcf()
-    figure.axes[0].set_ylabel("Frequency (THz)")
-    figure.suptitle(title, fontsize=9)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return Path(path)
-
-
-def load_phonons(path: str | Path) -> Phonopy:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: phonopy file not found (expected phonopy.yaml with force constants)")
-    try:
-        phonon = phonopy.load(str(path), is_compact_fc=False, symmetrize_fc=False, log_level=0)
-    except Exception as err:
-        raise InputError(f"{path}: cannot load phonopy file ({type(err).__name__}: {err})") from err
-    if phonon.force_constants is None:
-        raise InputError(f"{path}: no force constants (field 'force_constants' or forces expected)")
-    return phonon
-
-
-def full_force_constants(phonon: Phonopy) -> np.ndarray:
-    """Force constants as the full (n_super, n_super, 3, 3) array, in eV/Å^2."""
-    fc = phonon.force_constants
-    if fc.shape[0] != fc.shape[1]:
-        fc = compact_fc_to_full_fc(phonon.primitive, fc)
-    return np.asarray(fc)
+from capml.phonons import to_phonopy_atoms
 
 
 def mixed_force_constants(fc_x1: np.ndarray, fc_x0: np.ndarray, x: float) -> np.ndarray:

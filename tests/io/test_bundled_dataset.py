@@ -114,7 +114,7 @@ LABEL_SETS = [("relaxed.extxyz", "relaxed_structures.extxyz")] + [
 def test_label_sets_where_the_simulation_goes(name, inputs):
     """Relaxed configurations, active-learning MD snapshots and the earlier MD checks: the contract, both
     fidelities on every frame, the sampled set's settings, and frames that are exactly their label inputs."""
-    from capml.io.dataset import shard_files
+    from capml.io.shards import shard_files
 
     path = DATA / name
     parts = [path] if path.is_file() else []

@@ -130,7 +130,7 @@ def test_dropped_fidelity_is_recomputed_on_its_subset_only(tmp_path):
 
 def test_shards_label_disjoint_parts_and_merge_in_input_order(tmp_path):
     """Two shards label every structure exactly once; the merge keeps input order, settings and failures."""
-    from capml.io.dataset import merge_shards, shard_files
+    from capml.io.shards import merge_shards, shard_files
 
     frames = structures(7, bad={4})
     labeller = ASECalculatorLabeller(EMT, fidelity="emt")
@@ -156,7 +156,7 @@ def test_shards_label_disjoint_parts_and_merge_in_input_order(tmp_path):
 
 
 def test_merge_refuses_a_shard_still_running_and_mismatched_settings(tmp_path):
-    from capml.io.dataset import merge_shards, shard_lock, shard_path
+    from capml.io.shards import merge_shards, shard_lock, shard_path
 
     frames = structures(4)
     out = tmp_path / "d.extxyz"
@@ -187,7 +187,8 @@ def test_shard_option_from_the_command_line(tmp_path):
 def test_torn_failure_line_and_a_second_run_on_one_output(tmp_path):
     """A kill while a failure is written leaves half a line: the next run retries that structure instead of
     failing on the file. A second label run on an output that one is writing is refused."""
-    from capml.io.dataset import failures_path, shard_lock
+    from capml.io.dataset import failures_path
+    from capml.io.shards import shard_lock
 
     out = tmp_path / "d.extxyz"
     labeller = ASECalculatorLabeller(EMT, fidelity="emt")

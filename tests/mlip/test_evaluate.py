@@ -12,7 +12,7 @@ from phonopy import Phonopy
 
 from capml.io.dataset import read_dataset
 from capml.mlip.evaluate import error_metrics, phonon_errors, model_phonons, split_errors
-from capml.structures.thermal import to_phonopy_atoms
+from capml.phonons import to_phonopy_atoms
 
 
 def test_error_metrics_by_hand():

@@ -15,10 +15,10 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.units import fs
 
 from capml.errors import InputError
+from capml.phonons import full_force_constants, harmonic_phonons
 from capml.simulate.md import CHECKPOINT, MDSettings, MDSystem, read_trajectory, run_md
 from capml.simulate.mlip import ase_calculator, batched_model
 from capml.structures.prototypes import antiperovskite
-from capml.structures.thermal import full_force_constants, harmonic_phonons
 
 from .conftest import HarmonicModel
 

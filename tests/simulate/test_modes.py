@@ -10,10 +10,9 @@ from ase.calculators.emt import EMT
 from phonopy import Phonopy
 
 from capml.labels.tblite import TBLiteLabeller
+from capml.phonons import full_force_constants, gamma_modes, harmonic_phonons, to_phonopy_atoms
 from capml.simulate.modes import frozen_modes, mode_amplitudes, mode_displacements, plot_modes, species_character
-from capml.simulate.nmd import gamma_modes
 from capml.structures.prototypes import antiperovskite
-from capml.structures.thermal import full_force_constants, harmonic_phonons, to_phonopy_atoms
 
 HBAR_J_S = 1.054571817e-34
 KB_J_K = 1.380649e-23

@@ -7,10 +7,9 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
+from capml.phonons import full_force_constants, gamma_modes, harmonic_phonons, renormalised_force_constants
 from capml.simulate.md import MDSettings, MDSystem, read_trajectory, run_md
-from capml.simulate.nmd import (decompose, gamma_modes, renormalised_force_constants, stabilisation_verdict,
-                                write_results)
-from capml.structures.thermal import full_force_constants, harmonic_phonons
+from capml.simulate.nmd import decompose, stabilisation_verdict, write_results
 
 from .conftest import HarmonicModel
 
@@ -78,8 +77,8 @@ def test_dispersions_at_two_temperatures_share_the_band_path(copper, tmp_path):
     """Force constants scaled by 1.21 scale every frequency by 1.1 on the same q-points (phonopy's own result)."""
     from phonopy import Phonopy
 
+    from capml.phonons import to_phonopy_atoms
     from capml.simulate.nmd import plot_dispersions
-    from capml.structures.thermal import to_phonopy_atoms
 
     cu, phonon = copper
     stiffer = Phonopy(to_phonopy_atoms(cu), supercell_matrix=np.eye(3, dtype=int), primitive_matrix="auto")

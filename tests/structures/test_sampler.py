@@ -3,10 +3,10 @@ import pytest
 
 from capml.errors import InputError
 from capml.labels.tblite import TBLiteLabeller
+from capml.phonons import load_phonons
 from capml.structures.parents import end_member_phonons
 from capml.structures.sampler import sample_structures
 from capml.structures.system import load_system
-from capml.structures.thermal import load_phonons
 
 SYSTEM = load_system("ag3sbri", supercell=(2, 1, 1))
 

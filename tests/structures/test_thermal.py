@@ -8,16 +8,9 @@ from ase.calculators.emt import EMT
 from phonopy import Phonopy
 
 from capml.errors import InputError
-from capml.structures.thermal import (
-    full_force_constants,
-    harmonic_phonons,
-    load_phonons,
-    save_phonons,
-    thermal_displacements,
-    to_ase_atoms,
-    to_phonopy_atoms,
-    uniform_rattle,
-)
+from capml.phonons import (full_force_constants, harmonic_phonons, load_phonons, save_phonons, to_ase_atoms,
+                           to_phonopy_atoms)
+from capml.structures.thermal import thermal_displacements, uniform_rattle
 
 N = 3  # 3x3x3 supercell of the fcc primitive cell
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capml.data.dataset import CrystalGraphDataset
+from capml.data.graph_dataset import CrystalGraphDataset
 from capml.errors import InputError
 from capml.io.dataset import read_dataset
 

@@ -1,0 +1,188 @@
+"""Phonons with phonopy: harmonic force constants, their files, dispersion plots, imaginary modes and Γ modes.
+
+Force constants come from phonopy finite displacements with any ASE calculator and are saved as phonopy.yaml
+(force constants included; ``phonopy.load`` reads it). A supercell is handled as its own primitive cell where
+its exact modes are wanted: every q-point of the parent commensurate with it is one of its Γ modes, so a
+decorated solid-solution supercell (broken symmetry, mixed masses) needs nothing special. Frequencies are in THz,
+imaginary ones written negative (phonopy's convention); force constants in eV/Å².
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import phonopy
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+from phonopy import Phonopy
+from phonopy.harmonic.force_constants import compact_fc_to_full_fc
+from phonopy.structure.atoms import PhonopyAtoms
+from tqdm.auto import tqdm
+
+from capml.errors import InputError
+
+# Frequencies (THz) below this count as imaginary: the margin below zero keeps numerical noise on the acoustic
+# modes near Γ from counting as an instability.
+IMAGINARY_THZ = -0.05
+
+
+def to_phonopy_atoms(atoms: Atoms) -> PhonopyAtoms:
+    return PhonopyAtoms(
+        symbols=atoms.get_chemical_symbols(),
+        cell=np.array(atoms.cell[:]),
+        scaled_positions=atoms.get_scaled_positions(),
+        masses=atoms.get_masses(),
+    )
+
+
+def to_ase_atoms(cell: PhonopyAtoms) -> Atoms:
+    return Atoms(
+        symbols=cell.symbols,
+        cell=cell.cell,
+        scaled_positions=cell.scaled_positions,
+        masses=cell.masses,
+        pbc=True,
+    )
+
+
+def harmonic_phonons(
+    unitcell: Atoms,
+    calculator: Calculator | Callable[[Atoms], Calculator],
+    supercell_matrix: Sequence[int] | np.ndarray,
+    displacement_A: float = 0.01,
+    workdir: str | Path | None = None,
+    symprec: float = 1e-5,
+) -> Phonopy:
+    """Harmonic force constants by phonopy finite displacements.
+
+    ``calculator`` is an ASE calculator or a factory that makes one for a given structure. With ``workdir`` the forces
+    of each displaced supercell are written as soon as they are computed and reused on a rerun.
+    """
+    phonon = Phonopy(
+        to_phonopy_atoms(unitcell),
+        supercell_matrix=np.diag(supercell_matrix) if np.ndim(supercell_matrix) == 1 else supercell_matrix,
+        primitive_matrix="auto",
+        symprec=symprec,
+    )
+    phonon.generate_displacements(distance=displacement_A)
+    supercells = phonon.supercells_with_displacements
+    if workdir is not None:
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+    forces = []
+    for i, cell in enumerate(tqdm(supercells, desc="phonopy displacements", unit="calc")):
+        cached = workdir / f"forces_{i:04d}.npy" if workdir is not None else None
+        if cached is not None and cached.exists():
+            forces.append(np.load(cached))
+            continue
+        atoms = to_ase_atoms(cell)
+        atoms.calc = calculator if isinstance(calculator, Calculator) else calculator(atoms)
+        f = atoms.get_forces()
+        if cached is not None:
+            np.save(cached, f)
+        forces.append(f)
+    phonon.forces = np.array(forces)
+    phonon.produce_force_constants()
+    phonon.symmetrize_force_constants()
+    return phonon
+
+
+def save_phonons(phonon: Phonopy, path: str | Path) -> None:
+    """phonopy.yaml with force constants included, readable by ``phonopy.load``."""
+    phonon.save(filename=str(path), settings={"force_constants": True})
+
+
+def load_phonons(path: str | Path) -> Phonopy:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: phonopy file not found (expected phonopy.yaml with force constants)")
+    try:
+        phonon = phonopy.load(str(path), is_compact_fc=False, symmetrize_fc=False, log_level=0)
+    except Exception as err:
+        raise InputError(f"{path}: cannot load phonopy file ({type(err).__name__}: {err})") from err
+    if phonon.force_constants is None:
+        raise InputError(f"{path}: no force constants (field 'force_constants' or forces expected)")
+    return phonon
+
+
+def full_force_constants(phonon: Phonopy) -> np.ndarray:
+    """Force constants as the full (n_super, n_super, 3, 3) array, in eV/Å^2."""
+    fc = phonon.force_constants
+    if fc.shape[0] != fc.shape[1]:
+        fc = compact_fc_to_full_fc(phonon.primitive, fc)
+    return np.asarray(fc)
+
+
+def save_dispersion_plot(phonon: Phonopy, path: str | Path, title: str, with_dos: bool = False) -> Path:
+    """phonopy's band-structure plot (and total DOS) of a phonon whose band structure is computed, with units and
+    a title, to PNG."""
+    import matplotlib.pyplot as plt  # phonopy draws through pyplot; its figure is closed again, nothing else
+
+    if with_dos:
+        phonon.auto_total_dos()
+    (phonon.plot_band_structure_and_dos() if with_dos else phonon.plot_band_structure())
+    figure = plt.gcf()
+    figure.axes[0].set_ylabel("Frequency (THz)")
+    figure.suptitle(title, fontsize=9)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return Path(path)
+
+
+def gamma_modes(atoms: Atoms, force_constants: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Γ frequencies (THz, imaginary as negative) and eigenvectors (3n, 3n; columns) of the supercell."""
+    phonon = Phonopy(to_phonopy_atoms(atoms), supercell_matrix=np.eye(3, dtype=int), primitive_matrix="P")
+    phonon.force_constants = force_constants
+    frequencies, eigenvectors = phonon.get_frequencies_with_eigenvectors([0, 0, 0])
+    return np.asarray(frequencies), np.real(np.asarray(eigenvectors))
+
+
+def renormalised_force_constants(eigenvectors: np.ndarray, frequencies_THz: np.ndarray,
+                                 masses: np.ndarray) -> np.ndarray:
+    """Full (n, n, 3, 3) force constants in eV/Å² whose Γ modes have the given frequencies."""
+    from phonopy.physical_units import get_physical_units
+
+    factor = get_physical_units().DefaultToTHz  # THz = factor * sqrt(eV/Å²/amu)
+    omega2 = np.sign(frequencies_THz) * (frequencies_THz / factor) ** 2
+    dynmat = (eigenvectors * omega2) @ eigenvectors.T
+    sqrt_m = np.repeat(np.sqrt(masses), 3)
+    phi = dynmat * np.outer(sqrt_m, sqrt_m)
+    n = len(masses)
+    return phi.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)
+
+
+def imaginary_modes(phonon: Phonopy, threshold_THz: float = IMAGINARY_THZ) -> dict:
+    """Frequencies below ``threshold_THz`` (phonopy writes imaginary ones as negative) on the band path."""
+    bands = phonon.get_band_structure_dict()
+    found = []
+    for path_q, path_f in zip(bands["qpoints"], bands["frequencies"]):
+        for q, freqs in zip(path_q, path_f):
+            for branch, f in enumerate(freqs):
+                if f < threshold_THz:
+                    found.append({"q": np.round(q, 4).tolist(), "branch": branch, "frequency_THz": round(float(f), 4)})
+    lowest = min((m["frequency_THz"] for m in found), default=None)
+    return {"n_imaginary_on_path": len(found), "lowest_THz": lowest, "modes": found[:200]}
+
+
+def stability(phonon: Phonopy, threshold_THz: float = IMAGINARY_THZ) -> dict:
+    """Imaginary modes at every q-point commensurate with the supercell (its Γ modes, exact for this
+    cell: the ones MD and frozen modes see) and along the interpolated band path."""
+    commensurate, _ = gamma_modes(to_ase_atoms(phonon.supercell), full_force_constants(phonon))
+    soft = np.sort(commensurate[commensurate < threshold_THz])
+    path = imaginary_modes(phonon, threshold_THz)
+    stable = not len(soft) and not path["n_imaginary_on_path"]
+    if stable:
+        verdict = "dynamically stable (harmonic): no imaginary modes"
+    else:
+        lowest = min([*soft, path["lowest_THz"] or 0.0])
+        verdict = (f"harmonically unstable: {len(soft)} imaginary supercell Γ modes, "
+                   f"{path['n_imaginary_on_path']} imaginary band-path points, lowest {lowest:.2f} THz")
+    return {
+        "verdict": verdict,
+        "stable": stable,
+        "threshold_THz": threshold_THz,
+        "imaginary_supercell_gamma_THz": np.round(soft, 4).tolist(),
+        "path": path,
+    }
