@@ -27,7 +27,7 @@ bench: install
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
 
 # labelled sets beside dataset.extxyz: not their inputs (*_structures.extxyz) nor label shards waiting to be merged
-LABELLED_SETS = $(shell ls data/ag3sbri/al_round*.extxyz data/ag3sbri/md_check_*.extxyz 2>/dev/null \
+LABELLED_SETS = $(shell ls data/ag3sbri/relaxed_r*.extxyz data/ag3sbri/al_round*.extxyz data/ag3sbri/md_check_*.extxyz 2>/dev/null \
 	| grep -v -e '_structures.extxyz$$' -e '\.shard[0-9]*of[0-9]*\.extxyz$$')
 
 # regenerate the bundled dataset's data card and plots (run before committing a grown dataset)

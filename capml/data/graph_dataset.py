@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import logging
 from pathlib import Path
@@ -123,7 +124,10 @@ class CrystalGraphDataset(InMemoryDataset):
             for name in targets:
                 graph[name] = torch.tensor([values[name][k]], dtype=torch.float32)
             graphs.append(graph)
-        self.save(graphs, self.processed_paths[0])
+        final = Path(self.processed_paths[0])  # written whole under a name of its own, then moved in place, so that
+        tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")  # parallel jobs building one cache never tear it
+        self.save(graphs, str(tmp))
+        os.replace(tmp, final)
         info = [{key: a.info[key] for key in METADATA_KEYS if key in a.info} for a in frames]
         meta = {"source": str(self.path.resolve()), "cutoff_A": self.cutoff_A, "targets": targets,
                 "info": info}
