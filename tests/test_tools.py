@@ -1,0 +1,34 @@
+"""tools/check_gaps.py on bundled labelled frames: it leaves out what --exclude names, reads the DFT values of the
+file, and its errors are the bundled ensembles' predictions minus them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+from ase.io import read, write
+
+from capml.cli import ROOT
+
+
+def test_check_gaps_scores_the_bundled_ensembles_on_held_out_frames(tmp_path):
+    frames = read(ROOT / "data" / "ag3sbri" / "relaxed_r2.extxyz", ":3")
+    write(tmp_path / "three.extxyz", frames)
+    write(tmp_path / "seen.extxyz", frames[:1])
+    out = tmp_path / "check.csv"
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "check_gaps.py"), str(tmp_path / "three.extxyz"),
+                             "--exclude", str(tmp_path / "seen.extxyz"), "--out", str(out)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = pd.read_csv(out)
+    assert list(table["structure_id"]) == [a.info["structure_id"] for a in frames[1:]]
+    for fidelity in ("pbesol", "hse06"):
+        np.testing.assert_allclose(table[f"dft_{fidelity}_eV"], [a.info[f"gap_{fidelity}"] for a in frames[1:]])
+        difference = table[f"gnn_{fidelity}_eV"] - table[f"dft_{fidelity}_eV"]
+        np.testing.assert_allclose(table[f"err_{fidelity}_eV"], difference)
+        assert (table[f"gnn_{fidelity}_std_eV"] > 0).all()
+    forces = [np.linalg.norm(a.arrays["REF_forces"], axis=1).max() for a in frames[1:]]
+    np.testing.assert_allclose(table["max_force_eV_A"], forces)
+    assert "MAE" in result.stdout
