@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import logging
 from pathlib import Path
@@ -29,6 +28,7 @@ from tqdm.auto import tqdm
 from capml.errors import InputError
 from capml.graphs.build import DEFAULT_CUTOFF_A, atoms_to_graph
 from capml.graphs.features import NODE_FEATURES
+from capml.io.atomic import atomic_path
 from capml.io.dataset import ENERGY_KEY, GAP_PREFIX, METADATA_KEYS, STRESS_KEY, gap_keys, read_dataset
 from capml.io.jsonio import write_json
 
@@ -125,9 +125,8 @@ class CrystalGraphDataset(InMemoryDataset):
                 graph[name] = torch.tensor([values[name][k]], dtype=torch.float32)
             graphs.append(graph)
         final = Path(self.processed_paths[0])  # written whole under a name of its own, then moved in place, so that
-        tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")  # parallel jobs building one cache never tear it
-        self.save(graphs, str(tmp))
-        os.replace(tmp, final)
+        with atomic_path(final) as tmp:  # parallel jobs building one cache never tear it
+            self.save(graphs, str(tmp))
         info = [{key: a.info[key] for key in METADATA_KEYS if key in a.info} for a in frames]
         meta = {"source": str(self.path.resolve()), "cutoff_A": self.cutoff_A, "targets": targets,
                 "info": info}

@@ -30,6 +30,7 @@ import numpy as np
 from ase import Atoms
 
 from capml.errors import InputError
+from capml.io.atomic import atomic_path, write_text
 
 ENERGY_KEY = "REF_energy"
 FORCES_KEY = "REF_forces"
@@ -79,9 +80,7 @@ def read_settings(path: str | Path) -> DatasetSettings:
 
 def write_settings(path: str | Path, settings: DatasetSettings) -> None:
     sidecar = settings_path(path)
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps({"fidelities": settings.fidelities}, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, sidecar)
+    write_text(sidecar, json.dumps({"fidelities": settings.fidelities}, indent=2, sort_keys=True, default=str))
 
 
 def gap_keys(frames: Iterable[Atoms]) -> list[str]:
@@ -219,14 +218,9 @@ def write_dataset(path: str | Path, frames: Sequence[Atoms], settings: DatasetSe
     """Write frames atomically (temp file + rename); nothing partial is left if writing fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as handle:
-            for atoms in frames:
-                handle.write(frame_text(atoms))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
+        for atoms in frames:
+            handle.write(frame_text(atoms))
     if settings is not None:
         write_settings(path, settings)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import threading
 from pathlib import Path
 
 import numpy as np
+
+from capml.io.atomic import write_text
 
 
 def plain(value):
@@ -32,13 +32,4 @@ def plain(value):
 
 
 def write_json(path: str | Path, value, indent: int | None = 1, **kwargs) -> Path:
-    path = Path(path)
-    # a name of this process and thread: two writers of one file (parallel sweep jobs building one graph cache)
-    # each replace it whole instead of renaming each other's half-written temporary file
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(json.dumps(plain(value), indent=indent, allow_nan=False, **kwargs))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_text(path, json.dumps(plain(value), indent=indent, allow_nan=False, **kwargs))

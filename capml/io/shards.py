@@ -8,12 +8,12 @@ merges first thing).
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Sequence
 
 from capml.errors import InputError
+from capml.io.atomic import write_text
 from capml.io.dataset import (failures_path, in_input_order, read_complete_frames, read_failures, read_settings,
                               settings_path, write_dataset)
 
@@ -85,9 +85,7 @@ def merge_shards(path: str | Path, order: Sequence[str] | None = None) -> tuple[
         keys = in_input_order(frames, order)
         if failures:
             target = failures_path(path)
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_text("".join(json.dumps(record) + "\n" for record in failures.values()))
-            os.replace(tmp, target)
+            write_text(target, "".join(json.dumps(record) + "\n" for record in failures.values()))
         write_dataset(path, [frames[sid] for sid in keys], settings)
         for shard in shards:
             for extra in (settings_path(shard), failures_path(shard), shard):

@@ -39,6 +39,7 @@ import numpy as np
 from ase import Atoms
 
 from capml.errors import InputError
+from capml.io.atomic import write_text
 from capml.io.dataset import DatasetSettings, frame_text, validate_frames, write_dataset
 
 log = logging.getLogger("capml.import")
@@ -367,9 +368,7 @@ def _import(options: ImportOptions, progress: bool) -> ImportSummary:
                       "status": "imported" if r["file"] in imported else "skipped"} for r in records]
     write_dataset(options.out, frames, DatasetSettings(dataset_settings))
     summary_path = summary_file(options.out)
-    tmp = summary_path.with_name(summary_path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(summary), indent=2, default=str))
-    os.replace(tmp, summary_path)
+    write_text(summary_path, json.dumps(asdict(summary), indent=2, default=str))
     return summary
 
 

@@ -179,12 +179,9 @@ def _choose(cfg, sub, folder: Path, prefix: str, inputs_path: Path, record_path:
 
 
 def _write_record(path: Path, record: dict) -> None:
-    import json
-    import os
+    from capml.io.jsonio import write_json
 
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+    write_json(path, record)
 
 
 def _label_round(cfg, folder: Path, inputs_path: Path, record_path: Path, record: dict, log) -> dict:

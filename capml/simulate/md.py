@@ -15,7 +15,6 @@ same internal units as ASE, so velocities go to extxyz unchanged.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -27,6 +26,7 @@ from ase.units import kB
 from tqdm.auto import tqdm
 
 from capml.errors import InputError
+from capml.io.atomic import atomic_path
 from capml.io.dataset import append_frame, read_complete_frames, write_dataset
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,6 @@ def _model_key(model) -> dict:
 def _write(state, systems, step, settings, paths, checkpoint: Path, run_key: dict) -> None:
     for system, frame in zip(systems, _frames(state, systems, step, settings)):
         append_frame(paths[system.name], frame)  # one write and fsync per frame: a kill tears at most the last
-    tmp = checkpoint.with_suffix(".tmp")
-    torch.save({"names": [s.name for s in systems], "step": step, "state": state,
-                "rng_state": torch.get_rng_state(), "run": run_key}, tmp)
-    os.replace(tmp, checkpoint)
+    with atomic_path(checkpoint) as tmp:
+        torch.save({"names": [s.name for s in systems], "step": step, "state": state,
+                    "rng_state": torch.get_rng_state(), "run": run_key}, tmp)
