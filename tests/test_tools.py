@@ -32,3 +32,21 @@ def test_check_gaps_scores_the_bundled_ensembles_on_held_out_frames(tmp_path):
     forces = [np.linalg.norm(a.arrays["REF_forces"], axis=1).max() for a in frames[1:]]
     np.testing.assert_allclose(table["max_force_eV_A"], forces)
     assert "MAE" in result.stdout
+
+
+def test_cv_table_reports_mean_and_spread_over_fold_draws(tmp_path):
+    import json
+
+    breakdown = pd.read_csv(ROOT / "models" / "cv" / "hse06_mace.breakdown.csv")  # a real 3-draw comparison
+    run = tmp_path / "hse06_mace"
+    run.mkdir()
+    (run / "cv_metrics.json").write_text(json.dumps({"target": "gap_hse06", "folds": 5, "seeds": [0, 1, 2],
+                                                     "members": 1, "breakdown": breakdown.to_dict(orient="records")}))
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "cv_table.py"), str(run / "cv_metrics.json")],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    row = out[-1].split("|")
+    overall = breakdown[breakdown["subset"] == "all"].iloc[0]
+    assert row[1].strip() == "hse06_mace" and int(row[5]) == overall["n"]
+    assert row[6].strip() == f"{overall['mae_mean']:.3f} ± {overall['mae_std']:.3f}"
+    relaxed = breakdown[breakdown["subset"] == "kind=relaxed"].iloc[0]
+    assert row[10].strip() == f"{relaxed['mae_mean']:.3f} ± {relaxed['mae_std']:.3f}"

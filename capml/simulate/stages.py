@@ -39,6 +39,23 @@ def parents(cfg: DictConfig) -> dict:
     return {k: str(v) for k, v in written.items()}
 
 
+def lattice(cfg: DictConfig) -> dict:
+    """End-member lattice constants from the labeller's equation of state (capml.structures.lattice)."""
+    from capml.structures.lattice import end_member_lattice_constants
+
+    system = solid_solution(cfg)
+    results = end_member_lattice_constants(system, make_labeller(cfg), cfg.lattice.out_dir,
+                                           list(cfg.lattice.strains_percent))
+    for r in results.values():
+        log.info("%s: a = %s Å (start %s), V = %.3f Å³/atom, B = %.1f GPa", r["end_member"],
+                 "-" if r["lattice_constant_A"] is None else f"{r['lattice_constant_A']:.4f}",
+                 r["start_lattice_constant_A"], r["volume_per_atom_A3"], r["bulk_modulus_GPa"])
+    if system.lattice_constants:
+        values = ", ".join(f"{s}: {r['lattice_constant_A']:.4f}" for s, r in results.items())
+        print(f"system.lattice_constants={{{values}}}")
+    return results
+
+
 def sample(cfg: DictConfig, **overrides) -> Path:
     s = cfg.structures
     kwargs = dict(
@@ -175,7 +192,7 @@ def active_learning(cfg: DictConfig) -> dict:
     return run_round(cfg)
 
 
-STAGES = {"parents": parents, "active_learning": active_learning, "sample": sample, "label": label, "validate": validate, "data_demo": data_demo,
+STAGES = {"parents": parents, "lattice": lattice, "active_learning": active_learning, "sample": sample, "label": label, "validate": validate, "data_demo": data_demo,
           "md_check": md_check, "import_vasp": import_vasp,
           **simulate_pipeline.PIPELINE, "pipeline": simulate_pipeline.pipeline, "demo": simulate_pipeline.pipeline}
 
