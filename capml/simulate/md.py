@@ -2,9 +2,10 @@
 
 Every system (a composition x configuration x temperature) lives in one torch-sim state, so the
 model sees all atoms at once; on CPU this amortises the per-call overhead of a small MLIP, on a GPU
-it fills the device. The BAOAB Langevin integrator (NVT) and the Langevin barostat (NPT, so that
-thermal expansion enters) are torch-sim's own; this module adds what a long run needs: a
-trajectory per system written as it runs (positions, velocities, instantaneous temperature and
+it fills the device. The BAOAB Langevin integrator (NVT), the Langevin barostat (NPT, so that
+thermal expansion enters) and velocity Verlet (NVE: phonon spectra that no thermostat broadens)
+are torch-sim's own; start structures that carry velocities (thermalised states) keep them. This
+module adds what a long run needs: a trajectory per system written as it runs (positions, velocities, instantaneous temperature and
 energy), a checkpoint with the full integrator state and the random-number state, and a resume
 that continues bit-for-bit where a killed run stopped.
 
@@ -40,14 +41,14 @@ class MDSettings:
     friction_per_ps: float = 5.0
     n_steps: int = 2000
     save_every_steps: int = 10
-    ensemble: Literal["nvt", "npt"] = "nvt"
+    ensemble: Literal["nvt", "npt", "nve"] = "nvt"
     pressure_GPa: float = 0.0
     barostat_time_fs: float = 1000.0
     seed: int = 0
 
     def __post_init__(self):
-        if self.ensemble not in ("nvt", "npt"):
-            raise InputError(f"md.ensemble='{self.ensemble}': expected 'nvt' or 'npt'")
+        if self.ensemble not in ("nvt", "npt", "nve"):
+            raise InputError(f"md.ensemble='{self.ensemble}': expected 'nvt', 'npt' or 'nve'")
         for name in ("timestep_fs", "friction_per_ps", "n_steps", "save_every_steps"):
             if getattr(self, name) <= 0:
                 raise InputError(f"md.{name}={getattr(self, name)}: expected a positive number")
@@ -90,6 +91,8 @@ def _integrator(model, settings: MDSettings, temperatures_K: Sequence[float]):
     gamma = torch.tensor(settings.friction_per_ps / MetalUnits.time, **kw)
     if settings.ensemble == "nvt":
         return ts.integrators.nvt_langevin(model, dt=dt, kT=kT, gamma=gamma, seed=settings.seed)
+    if settings.ensemble == "nve":  # velocity Verlet: no thermostat broadens the phonon lines
+        return ts.integrators.nve(model, dt=dt, kT=kT, seed=settings.seed)
     pressure = torch.tensor(settings.pressure_GPa * units.GPa, **kw)  # GPa -> eV/Å^3
     b_tau = torch.tensor(settings.barostat_time_fs * 1e-3 * MetalUnits.time, **kw)
     return ts.integrators.npt_langevin(model, dt=dt, kT=kT, external_pressure=pressure, alpha=gamma,
@@ -176,6 +179,9 @@ def run_md(
             path.unlink(missing_ok=True)
         torch.manual_seed(settings.seed)
         state = init(ts.io.atoms_to_state([s.atoms for s in systems], model.device, model.dtype))
+        if all(_has_velocities(s.atoms) for s in systems):  # e.g. thermalised NVT states: continue them
+            momenta = np.concatenate([s.atoms.get_momenta() for s in systems])
+            state.momenta = torch.as_tensor(momenta, device=model.device, dtype=model.dtype)
         step = 0
         _write(state, systems, step, settings, paths, checkpoint, run_key)
 
@@ -189,6 +195,10 @@ def run_md(
             _write(state, systems, step, settings, paths, checkpoint, run_key)
             bar.update(n)
     return paths
+
+
+def _has_velocities(atoms: Atoms) -> bool:
+    return atoms.has("momenta") and bool(np.any(atoms.get_momenta() != 0))
 
 
 def _run_key(systems, settings: MDSettings) -> dict:

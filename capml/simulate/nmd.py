@@ -8,8 +8,20 @@ Renormalised force constants Φ = M^½ E diag(ω²) Eᵀ M^½ rebuilt from the f
 the renormalised dispersion through phonopy (interpolated from the commensurate q-points), the same
 construction as DynaPhoPy's. DynaPhoPy itself calls phonopy API removed before phonopy 4, hence this.
 
-A mode harmonic-imaginary at 0 K whose spectrum peaks at a real frequency at T is dynamically
-stabilised; the verdict lists those modes and any that stay soft.
+Modes degenerate in the harmonic reference (within ``degenerate_THz``) are fitted once, on their
+summed spectra: a sum over an orthonormal basis of a degenerate subspace does not depend on which basis the
+eigensolver returned, a single mode's spectrum does.
+
+Every linewidth comes with the spectral resolution it was measured at (the FWHM a perfectly sharp line gets from
+the Hann-windowed Welch segments: 1.44 / segment length) and, for Langevin trajectories, the broadening the
+thermostat adds to every mode (friction γ: FWHM γ / 2π); ``intrinsic_linewidth_THz`` is the fitted width less the
+thermostat's, and ``resolved`` says whether it exceeds the resolution. NVE segments started from the thermalised
+states (``simulate.nmd.nve_fs``) carry no thermostat broadening.
+
+A mode harmonic-imaginary at 0 K is dynamically stabilised at T when its spectral weight sits at a real frequency:
+both the fitted centre and the median of its power spectrum (half the power below, half above; no fit, no clamp)
+lie above the resolution and the imaginary-mode threshold. The verdict lists those modes, the ones that stay soft
+and the ones the run cannot resolve.
 """
 
 from __future__ import annotations
@@ -32,12 +44,15 @@ from capml.phonons import (  # noqa: E402
     IMAGINARY_THZ, gamma_modes, renormalised_force_constants, save_dispersion_plot, save_phonons, to_phonopy_atoms)
 
 FS_TO_PS = 1e-3
+HANN_FWHM_BINS = 1.44  # FWHM of a sharp line's Hann-windowed power spectrum, in bins of 1 / segment length
+DEGENERATE_THZ = 0.02
 
 
 @dataclass
 class ModeSpectra:
     frequencies_THz: np.ndarray  # (n_freq,)
     power: np.ndarray  # (n_modes, n_freq)
+    resolution_THz: float = 0.0  # FWHM of a perfectly sharp line in these spectra
 
 
 def mode_velocities(velocities: np.ndarray, masses: np.ndarray, eigenvectors: np.ndarray) -> np.ndarray:
@@ -52,9 +67,25 @@ def power_spectra(mode_v: np.ndarray, sample_fs: float, segments: int = 4) -> Mo
     n = mode_v.shape[0]
     nperseg = max(8, n // segments)
     # zero-padding interpolates each segment's spectrum, so a peak narrower than a few bins is fitted unbiased
-    freq, power = welch(mode_v, fs=1.0 / (sample_fs * FS_TO_PS), nperseg=nperseg, nfft=4 * nperseg, axis=0,
+    rate_THz = 1.0 / (sample_fs * FS_TO_PS)
+    freq, power = welch(mode_v, fs=rate_THz, nperseg=nperseg, nfft=4 * nperseg, window="hann", axis=0,
                         detrend=False, scaling="density")
-    return ModeSpectra(freq, power.T)
+    return ModeSpectra(freq, power.T, HANN_FWHM_BINS * rate_THz / nperseg)
+
+
+def degenerate_sets(frequencies_THz: np.ndarray, tolerance_THz: float = DEGENERATE_THZ) -> list[np.ndarray]:
+    """Mode indices grouped by (near-)equal frequency: sorted, split where neighbours differ by more than
+    ``tolerance_THz``."""
+    order = np.argsort(frequencies_THz)
+    breaks = np.flatnonzero(np.diff(frequencies_THz[order]) > tolerance_THz) + 1
+    return np.split(order, breaks)
+
+
+def median_frequency(freq: np.ndarray, power: np.ndarray) -> np.ndarray:
+    """Frequency below which half of each mode's spectral power lies (zero-frequency bin excluded)."""
+    cumulative = np.cumsum(power[..., 1:], axis=-1)
+    half = cumulative[..., -1:] / 2
+    return freq[1:][np.argmax(cumulative >= half, axis=-1)]
 
 
 def lorentzian(f, amplitude, centre, fwhm):
@@ -81,11 +112,13 @@ def fit_lorentzian(freq: np.ndarray, power: np.ndarray, window_THz: float | None
 
 
 def decompose(trajectories: Sequence[Sequence[Atoms]], reference: Atoms, force_constants: np.ndarray,
-              segments: int = 4) -> dict:
+              segments: int = 4, thermostat_fwhm_THz: float = 0.0, degenerate_THz: float = DEGENERATE_THZ) -> dict:
     """Harmonic vs renormalised frequency and linewidth of every Γ mode of the MD supercell.
 
     ``trajectories`` are one or more runs of the same system at the same temperature (e.g. replicas
-    batched in one MD call); their spectra are averaged, which lowers the noise of every fit.
+    batched in one MD call); their spectra are averaged, which lowers the noise of every fit. Modes
+    degenerate within ``degenerate_THz`` share one fit of their summed spectra. ``thermostat_fwhm_THz``
+    is what the dynamics add to every linewidth (Langevin friction γ: γ / 2π; NVE: 0).
     """
     for frames in trajectories:
         if len(frames) < 16:
@@ -103,38 +136,60 @@ def decompose(trajectories: Sequence[Sequence[Atoms]], reference: Atoms, force_c
     if any(len(s.frequencies_THz) != len(freq) or not np.allclose(s.frequencies_THz, freq) for s in spectra):
         raise InputError("trajectories for one normal-mode decomposition need equal lengths and sampling")
     power = np.mean([s.power for s in spectra], axis=0)
+    resolution = spectra[0].resolution_THz
     acoustic = np.isin(np.arange(len(harmonic)), np.argsort(np.abs(harmonic))[:3])
     renormalised = np.zeros(len(harmonic))
     linewidth = np.full(len(harmonic), np.nan)
-    for s in np.flatnonzero(~acoustic):
-        renormalised[s], linewidth[s] = fit_lorentzian(freq, power[s])
+    degenerate_set = np.full(len(harmonic), -1)
+    sets = [m[~acoustic[m]] for m in degenerate_sets(harmonic, degenerate_THz)]
+    for k, members in enumerate(m for m in sets if len(m)):
+        power[members] = power[members].mean(axis=0)  # basis-independent: the subspace's mean spectrum
+        renormalised[members], linewidth[members] = fit_lorentzian(freq, power[members[0]])
+        degenerate_set[members] = k
+    intrinsic = np.clip(linewidth - thermostat_fwhm_THz, 0.0, None)
     return {
         "harmonic_THz": harmonic,
         "renormalised_THz": renormalised,
         "linewidth_THz": linewidth,
+        "intrinsic_linewidth_THz": intrinsic,
+        "median_THz": np.where(acoustic, 0.0, median_frequency(freq, power)),
+        "resolution_THz": resolution,
+        "thermostat_fwhm_THz": float(thermostat_fwhm_THz),
+        "resolved": ~acoustic & (intrinsic > resolution),
+        "degenerate_set": degenerate_set,
         "acoustic": acoustic,
         "eigenvectors": vectors,
-        "spectra": ModeSpectra(freq, power),
+        "spectra": ModeSpectra(freq, power, resolution),
     }
 
 
 def stabilisation_verdict(result: dict, imaginary_THz: float = IMAGINARY_THZ) -> dict:
-    """Which harmonic-imaginary modes the MD shows real (dynamically stabilised)."""
+    """Which harmonic-imaginary modes the MD shows real (dynamically stabilised): fitted centre and spectral
+    median both above the resolution and |imaginary_THz|; a centre below the resolution is 'unresolved'."""
     harmonic, renorm = result["harmonic_THz"], result["renormalised_THz"]
+    resolution = float(result.get("resolution_THz", 0.0))
+    median = result.get("median_THz", renorm)
+    floor = max(resolution, abs(imaginary_THz))
     soft = np.flatnonzero((harmonic < imaginary_THz) & ~result["acoustic"])
-    stabilised = [int(s) for s in soft if renorm[s] > abs(imaginary_THz)]
+    stabilised = [int(s) for s in soft if renorm[s] > floor and median[s] > floor]
+    unresolved = [int(s) for s in soft if renorm[s] <= resolution]
     if not len(soft):
         verdict = "harmonically stable: no imaginary Γ modes of the supercell"
     elif len(stabilised) == len(soft):
         verdict = f"dynamically stabilised: all {len(soft)} imaginary harmonic modes are real at this temperature"
     else:
         verdict = f"{len(soft) - len(stabilised)} of {len(soft)} imaginary harmonic modes stay soft"
+        if unresolved:
+            verdict += f" ({len(unresolved)} peak below the {resolution:.2f} THz resolution: run longer)"
     return {
         "verdict": verdict,
+        "resolution_THz": round(resolution, 4),
         "imaginary_harmonic_modes": [
             {"mode": int(s), "harmonic_THz": round(float(harmonic[s]), 4),
-             "renormalised_THz": round(float(renorm[s]), 4)} for s in soft],
+             "renormalised_THz": round(float(renorm[s]), 4), "median_THz": round(float(median[s]), 4)}
+            for s in soft],
         "stabilised_modes": stabilised,
+        "unresolved_modes": unresolved,
     }
 
 
@@ -152,9 +207,16 @@ def write_results(result: dict, reference: Atoms, temperature_K: float, out_dir:
     phonopy.yaml with the renormalised force constants) in ``out_dir``; returns the verdict."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"harmonic_THz": result["harmonic_THz"], "renormalised_THz": result["renormalised_THz"],
-                  "linewidth_THz": result["linewidth_THz"], "acoustic": result["acoustic"]}).to_csv(
-        out / "modes.csv", index_label="mode")
+    n = len(result["harmonic_THz"])
+    columns = {"harmonic_THz": result["harmonic_THz"], "renormalised_THz": result["renormalised_THz"],
+               "median_THz": result.get("median_THz", result["renormalised_THz"]),
+               "linewidth_THz": result["linewidth_THz"],
+               "intrinsic_linewidth_THz": result.get("intrinsic_linewidth_THz", result["linewidth_THz"]),
+               "resolution_THz": np.full(n, result.get("resolution_THz", np.nan)),
+               "thermostat_fwhm_THz": np.full(n, result.get("thermostat_fwhm_THz", np.nan)),
+               "resolved": result.get("resolved", np.zeros(n, bool)),
+               "degenerate_set": result.get("degenerate_set", np.full(n, -1)), "acoustic": result["acoustic"]}
+    pd.DataFrame(columns).to_csv(out / "modes.csv", index_label="mode")
     verdict = stabilisation_verdict(result) | {"temperature_K": temperature_K}
     write_json((out / "verdict.json"), verdict, indent=1)
 
@@ -170,7 +232,9 @@ def write_results(result: dict, reference: Atoms, temperature_K: float, out_dir:
     ax.set_title(f"mode power spectra, {temperature_K:g} K", fontsize=9)
     optical = ~result["acoustic"]
     bx.errorbar(result["harmonic_THz"][optical], result["renormalised_THz"][optical],
-                yerr=0.5 * result["linewidth_THz"][optical], fmt="o", ms=3, capsize=1)
+                yerr=0.5 * result["linewidth_THz"][optical], fmt="o", ms=3, capsize=1,
+                label=f"bars: FWHM / 2; resolution {result.get('resolution_THz', float('nan')):.2f} THz")
+    bx.legend(fontsize=7, loc="upper left")
     lim = [min(0, result["harmonic_THz"].min()), result["renormalised_THz"].max() * 1.1]
     bx.plot(lim, lim, "k:", lw=0.8)
     bx.set_xlabel("harmonic Γ frequency (THz; imaginary < 0)")

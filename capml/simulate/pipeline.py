@@ -10,6 +10,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -137,10 +138,13 @@ def md(cfg: DictConfig) -> dict:
     _temperatures(cfg)  # the settings first, then what earlier stages wrote
     relaxed = conf_stage.read_relaxed(_folder(cfg, "configurations"))
     systems = [MDSystem(name, relaxed[cid], t) for cid, t, name in _md_systems(cfg)]
-    model = batched_model(cfg.simulate.mlip_model, m.dtype, cfg.simulate.device,
-                          compute_stress=m.ensemble == "npt", neighbour_list=m.get("neighbour_list", "batched"),
-                          skin_A=float(m.get("skin_A", 1.0)))
-    return run_md(systems, model, _folder(cfg, "md"), settings)
+    return run_md(systems, _md_model(cfg, compute_stress=m.ensemble == "npt"), _folder(cfg, "md"), settings)
+
+
+def _md_model(cfg: DictConfig, compute_stress: bool = False):
+    m = cfg.simulate.md
+    return batched_model(cfg.simulate.mlip_model, m.dtype, cfg.simulate.device, compute_stress=compute_stress,
+                         neighbour_list=m.get("neighbour_list", "batched"), skin_A=float(m.get("skin_A", 1.0)))
 
 
 def _phonon_configs(cfg: DictConfig) -> list[str]:
@@ -159,8 +163,15 @@ def nmd(cfg: DictConfig) -> dict:
     runs = {}
     for cid, t, name in _md_systems(cfg):
         runs.setdefault((cid, t), []).append(name)
+    n, m = cfg.simulate.nmd, cfg.simulate.md
+    configs = _phonon_configs(cfg)
+    if float(n.get("nve_fs") or 0) > 0:  # spectra from NVE segments started from the thermalised states
+        folder, discard_fs, thermostat_THz = _nve_segments(cfg, [r for (cid, _), names in runs.items()
+                                                                 if cid in configs for r in names]), 0.0, 0.0
+    else:  # the Langevin trajectories themselves: their friction γ widens every line by γ / 2π
+        folder, discard_fs, thermostat_THz = _folder(cfg, "md"), n.discard_fs, m.friction_per_ps / (2 * np.pi)
     verdicts = {}
-    for cid in _phonon_configs(cfg):
+    for cid in configs:
         harmonic = load_phonons(_folder(cfg, "phonons") / cid / "phonopy.yaml")
         fc = full_force_constants(harmonic)
         curves = {"0 K (harmonic)": harmonic}
@@ -168,15 +179,32 @@ def nmd(cfg: DictConfig) -> dict:
             name = f"{cid}_T{t:g}"
             if (cid, t) not in runs:
                 continue  # a configuration with phonons but no MD (phonons.n_lowest above md's count)
-            trajectories = [read_trajectory(trajectory_path(_folder(cfg, "md"), run), cfg.simulate.nmd.discard_fs)
-                            for run in runs[(cid, t)]]
-            result = nmd_stage.decompose(trajectories, relaxed[cid], fc, cfg.simulate.nmd.segments)
+            trajectories = [read_trajectory(trajectory_path(folder, run), discard_fs) for run in runs[(cid, t)]]
+            result = nmd_stage.decompose(trajectories, relaxed[cid], fc, n.segments, thermostat_THz,
+                                         float(n.get("degenerate_THz", nmd_stage.DEGENERATE_THZ)))
             verdicts[name] = nmd_stage.write_results(result, relaxed[cid], t, _folder(cfg, "nmd") / name)
             curves[f"{t:g} K (MD)"] = load_phonons(_folder(cfg, "nmd") / name / "phonopy.yaml")
         if len(curves) > 1:
             nmd_stage.plot_dispersions(curves, _folder(cfg, "nmd") / f"{cid}_dispersions.png",
                                        f"{cid}: harmonic and renormalised dispersions")
     return verdicts
+
+
+def _nve_segments(cfg: DictConfig, names: list[str]) -> Path:
+    """NVE runs of ``simulate.nmd.nve_fs`` from the last frame (positions and velocities) of each MD trajectory,
+    all in one batch, in ``<workdir>/nmd/nve/`` (resumable like any MD run); returns that folder."""
+    n, m = cfg.simulate.nmd, cfg.simulate.md
+    md_folder, out = _folder(cfg, "md"), _folder(cfg, "nmd") / "nve"
+    systems = []
+    for name in names:
+        last = read_trajectory(trajectory_path(md_folder, name))[-1]
+        systems.append(MDSystem(name, last, float(last.info["target_temperature_K"])))
+    steps = int(round(float(n.nve_fs) / m.timestep_fs))
+    settings = MDSettings(timestep_fs=m.timestep_fs, friction_per_ps=m.friction_per_ps, n_steps=steps,
+                          save_every_steps=int(n.get("nve_save_every_steps") or m.save_every_steps),
+                          ensemble="nve", seed=cfg.seed)
+    run_md(systems, _md_model(cfg), out, settings)
+    return out
 
 
 def gaps(cfg: DictConfig) -> pd.DataFrame:

@@ -167,6 +167,15 @@ def test_replicas_run_in_one_batch_and_carry_the_sampling_error(pipeline_run, ma
     verdicts = run_stage(simulate_config(workdir, "stage=nmd", *overrides))
     assert sorted(verdicts) == [f"{cid}_T600" for cid in ("k0of8_d0", "k8of8_d0")]
     assert (workdir / "nmd" / "k0of8_d0_dispersions.png").exists()
+    langevin = pd.read_csv(workdir / "nmd" / "k0of8_d0_T600" / "modes.csv")
+    assert np.allclose(langevin["thermostat_fwhm_THz"], 5.0 / (2 * np.pi))  # conf/simulate/md.yaml friction
+    # NVE segments from every replica's last state, in one batch, thermostat-free spectra
+    verdicts = run_stage(simulate_config(workdir, "stage=nmd", *overrides, "simulate.nmd.nve_fs=40",
+                                         "simulate.nmd.nve_save_every_steps=2"))
+    assert sorted(verdicts) == [f"{cid}_T600" for cid in ("k0of8_d0", "k8of8_d0")]
+    assert sorted(p.name for p in (workdir / "nmd" / "nve").glob("*.extxyz")) == names
+    nve = pd.read_csv(workdir / "nmd" / "k0of8_d0_T600" / "modes.csv")
+    assert (nve["thermostat_fwhm_THz"] == 0).all() and "resolution_THz" in nve
 
 
 def test_eg_map_experiment_covers_every_composition_and_temperature(tmp_path):
