@@ -50,3 +50,20 @@ def test_cv_table_reports_mean_and_spread_over_fold_draws(tmp_path):
     assert row[6].strip() == f"{overall['mae_mean']:.3f} ± {overall['mae_std']:.3f}"
     relaxed = breakdown[breakdown["subset"] == "kind=relaxed"].iloc[0]
     assert row[10].strip() == f"{relaxed['mae_mean']:.3f} ± {relaxed['mae_std']:.3f}"
+
+
+def test_cv_table_structures_summarises_held_out_predictions(tmp_path):
+    """Errors counted by hand: two relaxed frames (+0.03 and -0.10 eV), one MD frame that the prefix excludes."""
+    import json
+
+    run = tmp_path / "calibration_hse06"
+    run.mkdir()
+    (run / "cv_metrics.json").write_text("{}")
+    (run / "calibration.json").write_text(json.dumps({"std_scale": 2.0}))
+    pd.DataFrame({"structure_id": ["relaxed_a", "relaxed_b", "md_c"], "y_pred": [1.03, 1.40, 0.5],
+                  "y_true": [1.00, 1.50, 0.9], "y_std": [0.02, 0.04, 0.01]}).to_csv(run / "cv_predictions.csv")
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "cv_table.py"), str(run / "cv_metrics.json"),
+                          "--structures", "relaxed_"], capture_output=True, text=True, check=True).stdout
+    row = [c.strip() for c in out.splitlines()[-1].split("|")]
+    # MAE (0.03 + 0.10) / 2, bias (0.03 - 0.10) / 2; inside 2 x σ: 0.03 <= 0.04 yes, 0.10 <= 0.08 no
+    assert row[2:8] == ["2", "0.065", "-0.035", "1 of 2", "50%", "`relaxed_b` -0.10"]

@@ -3,6 +3,12 @@ and R² over all held-out frames, and MAE per kind of structure and temperature,
 over the fold draws (one draw: the value alone).
 
     python tools/cv_table.py runs/cv3/*/cv_metrics.json
+    python tools/cv_table.py runs/cv3/calibration_*/cv_metrics.json --structures r2_relaxed_ relaxed_
+
+With ``--structures PREFIX ...``: per run and prefix, the held-out predictions (``cv_predictions.csv`` beside the
+metrics) of the frames whose ``structure_id`` starts with it: MAE, bias, how many within ``--within-eV`` of DFT,
+the fraction inside one predicted σ (stretched by ``calibration.json``'s ``std_scale`` where the run has one) and
+the worst frame.
 """
 
 from __future__ import annotations
@@ -38,10 +44,39 @@ def table(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def structures_table(paths: list[Path], prefixes: list[str], within_eV: float) -> str:
+    import pandas as pd
+
+    lines = [f"| run | frames | MAE (eV) | bias (eV) | within {within_eV:g} eV | inside 1 σ | worst (eV) |",
+             "|" + "---|" * 7]
+    for path in paths:
+        predictions = pd.read_csv(path.parent / "cv_predictions.csv")
+        calibration = path.parent / "calibration.json"
+        scale = json.loads(calibration.read_text())["std_scale"] if calibration.exists() else 1.0
+        for prefix in prefixes:
+            rows = predictions[predictions["structure_id"].str.startswith(prefix)]
+            if rows.empty:
+                continue
+            error = rows["y_pred"] - rows["y_true"]
+            worst = error.abs().idxmax()
+            inside = (error.abs() <= scale * rows["y_std"]).mean() if rows["y_std"].notna().all() else math.nan
+            lines.append(f"| {path.parent.name} `{prefix}*` | {len(rows)} | {error.abs().mean():.3f} "
+                         f"| {error.mean():+.3f} | {(error.abs() <= within_eV).sum()} of {len(rows)} "
+                         f"| {inside:.0%} | `{rows.loc[worst, 'structure_id']}` {error[worst]:+.2f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("metrics", nargs="+", type=Path, help="cv_metrics.json files")
-    print(table(parser.parse_args().metrics))
+    parser.add_argument("--structures", nargs="+", metavar="PREFIX",
+                        help="instead: held-out predictions of the frames whose structure_id starts with PREFIX")
+    parser.add_argument("--within-eV", type=float, default=0.05)
+    args = parser.parse_args()
+    if args.structures:
+        print(structures_table(args.metrics, args.structures, args.within_eV))
+    else:
+        print(table(args.metrics))
 
 
 if __name__ == "__main__":
