@@ -127,8 +127,8 @@ def test_npt_changes_the_cell(mace_model_path, tmp_path):
 
 
 def test_bad_settings_are_input_errors():
-    with pytest.raises(InputError, match="md.ensemble='nve'"):
-        MDSettings(ensemble="nve")
+    with pytest.raises(InputError, match="md.ensemble='nph'"):
+        MDSettings(ensemble="nph")
     with pytest.raises(InputError, match="md.timestep_fs=0"):
         MDSettings(timestep_fs=0)
 
