@@ -36,4 +36,4 @@ card: install
 	    --extra data/ag3sbri/relaxed.extxyz $(LABELLED_SETS)
 
 clean:
-	rm -rf runs outputs multirun .pytest_cache
+	rm -rf runs multirun .pytest_cache

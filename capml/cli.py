@@ -161,6 +161,43 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
 TEXT_VALUES = {"simulate.gaps.discard_fs": ("auto",), "simulate.x": ("all",)}
 
 
+def train_config(argv: list[str]) -> tuple[str, list[str]]:
+    """The primary config train.py composes, and the command line Hydra gets: the one ``--config-name`` names;
+    else ``train_mlip`` (the MACE stage) for an experiment that configures ``mlip`` (experiment=mlip_finetune,
+    mlip_base; the file looked up in the --config-dir folders, then conf/), else ``train`` (the GNN). ``task=mlip``
+    and ``task=gnn``, capml's command line before there were two configs, still choose one, with a note."""
+    named = _config_name_flag(argv)
+    if named:
+        return named, argv
+    overrides, user_dirs = _split_hydra_flags(argv)
+    tasks = [o for o in overrides if o.split("=", 1)[0] == "task"]
+    unknown = [t for t in tasks if t not in ("task=gnn", "task=mlip")]
+    if unknown:
+        fail(f"{unknown[0]}: train.py has no tasks any more; `--config-name train_mlip` runs the MACE stage, "
+             "the default config the GNN")
+    experiments = [name.strip() for o in overrides if o.lstrip("+").split("=", 1)[0] == "experiment"
+                   for name in o.split("=", 1)[1].strip("[]").split(",") if name.strip()]
+    folders = [Path(d) for d in user_dirs] + [CONFIG_DIR]
+    files = [next((f / "experiment" / f"{e}.yaml" for f in folders if (f / "experiment" / f"{e}.yaml").is_file()),
+                  None) for e in experiments]
+    mlip = "task=mlip" in tasks[-1:] or any(f is not None and "mlip" in OmegaConf.load(f) for f in files)
+    name = "train_mlip" if mlip else "train"
+    if tasks:
+        print(f"note: {tasks[-1]} is the old spelling of `--config-name {name}`", file=sys.stderr)
+    argv = [a for a in argv if a not in tasks]
+    return name, (["--config-name", name] + argv if mlip else argv)
+
+
+def _config_name_flag(argv: list[str]) -> str | None:
+    """The primary config named on the command line (``--config-name NAME``, ``-cn NAME``, ``--config-name=NAME``)."""
+    for k, arg in enumerate(argv):
+        if arg in ("--config-name", "-cn") and k + 1 < len(argv):
+            return argv[k + 1]
+        if arg.startswith("--config-name="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def _split_hydra_flags(argv: list[str]) -> tuple[list[str], list[str]]:
     """Overrides, and the folders of --config-dir/-cd, from the command line (Hydra's other flags dropped)."""
     overrides, dirs, skip = [], [], False

@@ -9,7 +9,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from capml.cli import CONFIG_DIR, one_line_errors, run_hydra
+from capml.cli import CONFIG_DIR, one_line_errors, run_hydra, train_config
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="simulate", version_base="1.3")
@@ -23,7 +23,13 @@ def _simulate(cfg: DictConfig):
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 @one_line_errors
 def _train(cfg: DictConfig):
-    if cfg.task == "mlip":
+    return run_training(cfg)
+
+
+def run_training(cfg: DictConfig):
+    """What train.py runs for a composed config: the MACE stage for one with an ``mlip`` group
+    (conf/train_mlip.yaml), the band-gap GNN for the others (conf/train.yaml)."""
+    if "mlip" in cfg:
         from capml.mlip.train import run
 
         return run(cfg)
@@ -38,8 +44,10 @@ def simulate() -> None:
 
 
 def train() -> None:
-    """`python train.py [overrides]`: the band-gap GNN (task=gnn) or the MACE stage (task=mlip)."""
-    run_hydra(_train, "train")
+    """`python train.py [overrides]`: the band-gap GNN (conf/train.yaml) or, with `--config-name train_mlip` or an
+    experiment that configures `mlip`, the MACE stage (conf/train_mlip.yaml)."""
+    config_name, sys.argv[1:] = train_config(sys.argv[1:])
+    run_hydra(_train, config_name)
 
 
 def import_vasp() -> None:

@@ -1,4 +1,5 @@
-"""Phonons with phonopy: harmonic force constants, their files, dispersion plots, imaginary modes and Γ modes.
+"""Phonons with phonopy: harmonic force constants, their files, dispersion plots, imaginary modes and stability,
+Γ modes, renormalised force constants and thermal occupations (the one phonons module of capml).
 
 Force constants come from phonopy finite displacements with any ASE calculator and are saved as phonopy.yaml
 (force constants included; ``phonopy.load`` reads it). A supercell is handled as its own primitive cell where
@@ -14,6 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import phonopy
+from scipy import constants
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 from phonopy import Phonopy
@@ -22,6 +24,8 @@ from phonopy.structure.atoms import PhonopyAtoms
 from tqdm.auto import tqdm
 
 from capml.errors import InputError
+
+AMU_A2 = constants.atomic_mass * 1e-20  # kg m² in one amu Å²
 
 # Frequencies (THz) below this count as imaginary: the margin below zero keeps numerical noise on the acoustic
 # modes near Γ from counting as an instability.
@@ -186,3 +190,48 @@ def stability(phonon: Phonopy, threshold_THz: float = IMAGINARY_THZ) -> dict:
         "imaginary_supercell_gamma_THz": np.round(soft, 4).tolist(),
         "path": path,
     }
+
+
+def bose_occupation(frequencies_THz: np.ndarray, temperature_K: float) -> np.ndarray:
+    """Bose-Einstein occupation n(|ν|, T) of each mode (0 at T = 0)."""
+    omega = 2 * np.pi * np.abs(frequencies_THz) * 1e12
+    if temperature_K <= 0:
+        return np.zeros_like(omega)
+    return 1.0 / np.expm1(constants.hbar * omega / (constants.k * temperature_K))
+
+
+def mode_amplitudes(frequencies_THz: np.ndarray, temperature_K: float) -> np.ndarray:
+    """RMS mass-weighted amplitude sqrt(ħ(2n+1)/(2ω)) of each mode, in Å·sqrt(amu); |ω| for imaginary."""
+    omega = 2 * np.pi * np.abs(np.asarray(frequencies_THz, float)) * 1e12  # rad/s
+    n = bose_occupation(frequencies_THz, temperature_K)
+    return np.sqrt(constants.hbar * (2 * n + 1) / (2 * omega) / AMU_A2)
+
+
+PHONOPY_FILE = "phonopy.yaml"
+
+
+def config_phonons(atoms: Atoms, calculator: Calculator, out_dir: str | Path, displacement_A: float = 0.01,
+                   symprec: float = 1e-3) -> Phonopy:
+    """Harmonic phonons of one relaxed supercell (its own unit cell, supercell matrix 1, so its force constants
+    are the ones MD, normal-mode decomposition and frozen modes use) in ``out_dir``: ``phonopy.yaml`` (force
+    constants included), ``band_dos.png``, and ``stability.json`` listing the imaginary modes at Γ of the
+    supercell and along the band path. Resumable: forces are cached per displacement, and ``phonopy.yaml``,
+    written last, marks it done."""
+    import logging
+
+    from capml.io.jsonio import write_json
+
+    out_dir = Path(out_dir)
+    target = out_dir / PHONOPY_FILE
+    if target.exists():
+        return load_phonons(target)
+    phonon = harmonic_phonons(atoms, calculator, np.eye(3, dtype=int), displacement_A, workdir=out_dir / "forces",
+                              symprec=symprec)
+    phonon.auto_band_structure(npoints=51)
+    report = stability(phonon)
+    save_dispersion_plot(phonon, out_dir / "band_dos.png",
+                         f"{atoms.info.get('config_id', '')} harmonic phonons\n{report['verdict']}", with_dos=True)
+    write_json((out_dir / "stability.json"), report, indent=1)
+    save_phonons(phonon, target)  # last: its presence marks the configuration done
+    logging.getLogger(__name__).info("%s: %s", atoms.info.get("config_id", out_dir.name), report["verdict"])
+    return phonon

@@ -24,7 +24,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
-from capml.io.dataset import DatasetSettings, read_settings, write_dataset
+from capml.io.contract import DatasetSettings, read_settings, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "data" / "ag3sbri"
@@ -128,7 +128,7 @@ def T(id, args, fragments, setup=None):  # noqa: N802
 
 
 GNN_FAST = ["trainer.max_epochs=1", "logger=csv", "explain.graphs=0"]
-MLIP_FAST = ["task=mlip", "mlip.epochs=1", "mlip.evaluate.phonons=null", "logger=csv"]
+MLIP_FAST = ["--config-name", "train_mlip", "mlip.epochs=1", "mlip.evaluate.phonons=null"]
 
 CASES = [
     # --- validate: impossible data ---------------------------------------------------------------------------
@@ -218,8 +218,8 @@ CASES = [
                                          "data.cache_dir={in}/g", "data.extra_train=[{in}/other.extxyz]",
                                          *GNN_FAST], ["other.extxyz", "differ"], mixed_fixture),
     T("gnn_unknown_model", ["model=nonexistent"], ["nonexistent"]),
-    # --- train.py task=mlip ------------------------------------------------------------------------------------
-    T("mlip_epochs_not_a_number", ["task=mlip", "mlip.epochs=abc"], ["mlip.epochs=abc", "number"]),
+    # --- train.py --config-name train_mlip (or an experiment that configures mlip) -------------------------------
+    T("mlip_epochs_not_a_number", ["experiment=mlip_finetune", "mlip.epochs=abc"], ["mlip.epochs=abc", "number"]),
     T("mlip_dataset_missing", [*MLIP_FAST, "mlip.dataset={in}/none.extxyz", "mlip.out_dir={out}/m"],
       ["none.extxyz", "not found"]),
     T("mlip_foundation_text", [*MLIP_FAST, f"mlip.dataset={FIXTURE}", "mlip.foundation_model={in}/fake.model",
@@ -278,7 +278,7 @@ def test_the_table_covers_every_entry_point():
     assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
     stages = {a.split("=")[1] for c in CASES for a in c.args if a.startswith("stage=")}
     assert {"validate", "label", "sample", "configurations", "md", "gaps", "import_vasp"} <= stages
-    assert any("task=mlip" in c.args for c in CASES) and sum(c.script == "train.py" for c in CASES) >= 10
+    assert any("train_mlip" in c.args for c in CASES) and sum(c.script == "train.py" for c in CASES) >= 10
 
 
 @pytest.mark.parametrize("case_id", [c.id for c in CASES])

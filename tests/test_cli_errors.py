@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from capml.io.dataset import write_dataset
+from capml.io.contract import write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 from ase.io import read
 
@@ -68,19 +67,3 @@ def test_importing_capml_leaves_the_matplotlib_backend_alone():
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "svg"
-
-
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml")),
-                         ids=lambda p: p.stem)
-def test_every_experiment_file_composes_with_its_program(path):
-    """conf/experiment/ serves both programs: a file that sets `stage` is simulate.py's, the others train.py's."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from capml.cli import CONFIG_DIR
-
-    program = "simulate" if "stage" in OmegaConf.load(path) else "train"
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name=program, overrides=[f"experiment={path.stem}"])
-    OmegaConf.to_container(cfg.get("simulate") or cfg.get("model"), resolve=True)  # every interpolation resolves
-    assert (cfg.stage == "pipeline") if program == "simulate" else cfg.task in ("gnn", "mlip")

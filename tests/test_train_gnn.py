@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from capml.cli import CONFIG_DIR, ROOT
-from capml.io.dataset import write_dataset
+from capml.io.contract import write_dataset
 from capml.models.module import GraphRegressor
 from capml.models.predict import GapPredictor
 from capml.models.train import run, train_one
@@ -33,16 +33,17 @@ def test_command_line_run_writes_metrics_plots_checkpoint_and_offline_wandb(gap_
     result = train_cli(f"data.path={gap_dataset}", f"data.cache_dir={tmp_path / 'graphs'}", f"paths.log_dir={tmp_path}",
                        "run_name=cli", f"export_checkpoint={tmp_path / 'exported.ckpt'}", *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
-    (out,) = (tmp_path / "runs" / "cli").iterdir()
+    (out,) = (tmp_path / "cli").iterdir()
     assert (tmp_path / "exported.ckpt").read_bytes() == (out / "checkpoints" / "best.ckpt").read_bytes()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["target"] == "gap_gfn2" and {"val", "test"} <= set(metrics)
     assert (out / "parity.png").exists() and (out / "edge_importance.csv").exists()
     resolved = yaml.safe_load((out / "train.config.yaml").read_text())
-    assert resolved["data"]["path"] == str(gap_dataset) and resolved["task"] == "gnn"
+    assert resolved["data"]["path"] == str(gap_dataset) and "mlip" not in resolved
     (wandb_log,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
     records = wandb_log.read_bytes()  # the offline run's protobuf records hold the resolved config as JSON
-    assert b'"network":{"name":"paper","hidden":8' in records and str(gap_dataset).encode() in records
+    assert b'"network":{"_target_":"capml.models.networks.PaperGraphConv","hidden":8' in records
+    assert str(gap_dataset).encode() in records
     assert GapPredictor.from_checkpoint(metrics["checkpoint"]).predict([]).shape == (0,)
 
 
@@ -55,7 +56,7 @@ def test_same_seed_same_model(gap_dataset, tmp_path):
 
 
 def test_extra_train_frames_reach_the_predictions_table(gap_dataset, tmp_path):
-    from capml.io.dataset import read_dataset, read_settings
+    from capml.io.contract import read_dataset, read_settings
 
     extra = [a.copy() for a in read_dataset(gap_dataset, require=())[:3]]
     for k, atoms in enumerate(extra):
@@ -72,9 +73,11 @@ def test_extra_train_frames_reach_the_predictions_table(gap_dataset, tmp_path):
 @pytest.mark.parametrize("experiment", ["two_stage", "two_stage_frozen"])
 def test_two_stage_training(gap_dataset, tmp_path, experiment):
     out = tmp_path / experiment
+    # two_stage: the default (pretraining leaves out what the accurate stage holds out); frozen: fully disjoint
+    disjoint = "held_out" if experiment == "two_stage" else "true"
     cfg = gnn_config(gap_dataset, out, f"experiment={experiment}", "two_stage.cheap=gap_gfn2",
                      "two_stage.accurate=gap_ipea1", "data.group_key=structure_id", "trainer.max_epochs=4",
-                     "data.split_fractions=[0.5,0.25,0.25]")
+                     "data.split_fractions=[0.5,0.25,0.25]", f"two_stage.disjoint={disjoint}")
     run(cfg)
     table = pd.read_csv(out / "two_stage.csv")
     assert set(table["run"]) == {"pretrain", "finetune", "scratch"}
@@ -82,8 +85,14 @@ def test_two_stage_training(gap_dataset, tmp_path, experiment):
     assert (out / "two_stage.png").exists()
     metrics = {s: json.loads((out / s / "metrics.json").read_text()) for s in ("pretrain", "finetune", "scratch")}
     assert metrics["finetune"]["dropped_without_target"] == 12
-    # disjoint stages: pretraining sees only the 12 frames without the accurate label
-    assert sum(metrics["pretrain"]["frames"].values()) == 12 and metrics["pretrain"]["dropped_without_target"] == 6
+    pretrained = set(pd.read_csv(out / "pretrain" / "predictions.csv")["structure_id"])
+    finetuned = pd.read_csv(out / "finetune" / "predictions.csv")
+    held_out = set(finetuned.loc[finetuned["split"] != "train", "structure_id"])
+    assert held_out and not held_out & pretrained  # never pretrained on what the fine-tuned model is judged on
+    if disjoint == "true":  # disjoint stages: pretraining sees only the 12 frames without the accurate label
+        assert sum(metrics["pretrain"]["frames"].values()) == 12 and metrics["pretrain"]["dropped_without_target"] == 6
+    else:  # all 18 frames but the accurate stage's validation and test structures
+        assert len(pretrained) == 18 - len(held_out) and set(finetuned["structure_id"]) - held_out <= pretrained
     pretrain, finetune = (GraphRegressor.load_from_checkpoint(metrics[s]["checkpoint"]) for s in ("pretrain", "finetune"))
     same_encoder = all(torch.equal(a, b) for a, b in zip(pretrain.network.encoder.state_dict().values(),
                                                          finetune.network.encoder.state_dict().values()))
@@ -123,13 +132,14 @@ def test_models_and_targets_fast_dev_run(gap_dataset, tmp_path, model, target):
 
 @pytest.mark.parametrize("overrides", [["hparams_search=paper_grid"], ["hparams_search=optuna"],
                                        ["hydra/launcher=local"], ["hydra/launcher=slurm"], ["trainer=ddp"],
-                                       ["logger=wandb_csv"], ["experiment=two_stage"]])
+                                       ["logger=wandb_csv"], ["experiment=two_stage"], ["model/scheduler=cosine"],
+                                       ["debug=limit"], ["debug=overfit"], ["debug=profiler"]])
 def test_configs_compose(overrides):
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    assert cfg.task == "gnn" and cfg.mlip is not None
+    assert "model" in cfg and "mlip" not in cfg
 
 
 def test_sweep_with_submitit_local_launcher_is_ranked(gap_dataset, tmp_path):
@@ -177,7 +187,7 @@ def test_element_without_features_is_one_line_and_no_cache(tmp_path):
 @pytest.mark.slow
 def test_two_stage_on_the_bundled_dataset(tmp_path):
     """The done-when run: `python train.py experiment=two_stage` on data/ag3sbri (short epochs)."""
-    from capml.io.dataset import read_dataset
+    from capml.io.contract import read_dataset
 
     bundled = ROOT / "data" / "ag3sbri" / "dataset.extxyz"
     if not bundled.exists() or sum("gap_hse06" in a.info for a in read_dataset(bundled, require=())) < 20:
@@ -185,7 +195,7 @@ def test_two_stage_on_the_bundled_dataset(tmp_path):
     result = train_cli("experiment=two_stage", f"paths.log_dir={tmp_path}", f"data.cache_dir={tmp_path / 'graphs'}",
                        "trainer.max_epochs=30", "trainer.enable_progress_bar=false")
     assert result.returncode == 0, result.stderr[-3000:]
-    (out,) = (tmp_path / "runs" / "two_stage_paper").iterdir()
+    (out,) = (tmp_path / "two_stage_paper").iterdir()
     table = pd.read_csv(out / "two_stage.csv")
     assert set(table["run"]) == {"pretrain", "finetune", "scratch"} and (out / "two_stage.png").exists()
     checkpoint = json.loads((out / "finetune" / "metrics.json").read_text())["checkpoint"]

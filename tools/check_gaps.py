@@ -15,7 +15,7 @@ import pandas as pd
 from ase.io import read
 from ase.units import GPa
 
-from capml.io.dataset import read_dataset
+from capml.io.contract import read_dataset
 from capml.models.predict import GapPredictor
 
 

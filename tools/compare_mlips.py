@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from capml.io.dataset import read_dataset
+from capml.io.contract import read_dataset
 from capml.mlip.evaluate import split_errors
 
 

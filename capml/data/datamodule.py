@@ -15,7 +15,7 @@ from torch_geometric.loader import DataLoader
 
 from capml.data.graph_dataset import CrystalGraphDataset
 from capml.errors import InputError
-from capml.io.dataset import refuse_mixed_settings, refuse_repeated_ids
+from capml.io.contract import refuse_mixed_settings, refuse_repeated_ids
 from capml.graphs.build import DEFAULT_CUTOFF_A
 from capml.graphs.normalise import FeatureScaler, TargetScaler
 from capml.io.split import grouped_folds, grouped_split
@@ -53,6 +53,9 @@ class GraphDataModule(pl.LightningDataModule):
     labelled on a subset (e.g. gap_hse06 on every third frame) trains on that subset only.
     ``exclude_labelled`` drops the frames that carry that target as well: stage 1 of two-stage training
     pretrains on the frames the accurate fidelity does not cover, keeping the two stages disjoint.
+    ``exclude_held_out_of`` drops only the structures (split groups) that a run on that target, with the same
+    split settings, holds out for validation and test: pretraining never sees what the fine-tuned model is judged
+    on, even where every frame carries both fidelities.
     ``max_frames`` keeps the first frames of the file only, so a model trained on a smaller, earlier file is
     reproduced from the grown one (label runs keep the file in the order of their input).
     ``extra_train`` lists further dataset files whose frames carrying ``target`` all join the training split after
@@ -71,6 +74,7 @@ class GraphDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         cache_dir: str | Path | None = None,
         exclude_labelled: str | None = None,
+        exclude_held_out_of: str | None = None,
         max_frames: int | None = None,
         extra_train: Sequence[str | Path] = (),
         cv_folds: int | None = None,
@@ -89,6 +93,7 @@ class GraphDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.cache_dir = cache_dir
         self.exclude_labelled = exclude_labelled
+        self.exclude_held_out_of = exclude_held_out_of
         self.max_frames = max_frames
         self.extra_train = [Path(p) for p in (extra_train or ())]
         self.cv_folds = cv_folds
@@ -119,6 +124,8 @@ class GraphDataModule(pl.LightningDataModule):
             keep[self.max_frames:] = False
         if self.exclude_labelled:
             keep &= ~np.isfinite(dataset.target(self.exclude_labelled))
+        if self.exclude_held_out_of:
+            keep &= ~self._held_out_by(dataset, self.exclude_held_out_of, keep.size)
         labelled = np.flatnonzero(keep)
         considered = len(values) if self.max_frames is None else self.max_frames
         dropped = considered - len(labelled)
@@ -160,6 +167,19 @@ class GraphDataModule(pl.LightningDataModule):
         log.info("%s: target %s, frames train/val/test = %s%s", self.path, self.target,
                  "/".join(str(len(self.indices[s])) for s in SPLITS),
                  f" (+{self.n_extra} extra training frames)" if self.extra else "")
+
+    def _held_out_by(self, dataset, target: str, n: int) -> np.ndarray:
+        """Frames whose split group a run on ``target`` (same fractions, seed and group key) puts in validation
+        or test."""
+        infos = dataset.meta["info"]
+        covered = np.isfinite(dataset.target(target))
+        if self.max_frames is not None:
+            covered[self.max_frames:] = False
+        other = np.flatnonzero(covered)
+        parts = grouped_split([Atoms(info=infos[k]) for k in other], self.split_fractions, seed=self.split_seed,
+                              group_key=self.group_key)
+        held = {infos[k].get(self.group_key) for k in other[np.concatenate(parts[1:])]}
+        return np.array([infos[k].get(self.group_key) in held for k in range(n)], dtype=bool)
 
     def _extra_frames(self, extra: CrystalGraphDataset) -> tuple[CrystalGraphDataset, np.ndarray]:
         """An extra_train file and the indices of its frames that carry the target."""

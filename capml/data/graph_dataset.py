@@ -29,7 +29,7 @@ from capml.errors import InputError
 from capml.graphs.build import DEFAULT_CUTOFF_A, atoms_to_graph
 from capml.graphs.features import NODE_FEATURES
 from capml.io.atomic import atomic_path
-from capml.io.dataset import ENERGY_KEY, GAP_PREFIX, METADATA_KEYS, STRESS_KEY, gap_keys, read_dataset
+from capml.io.contract import ENERGY_KEY, GAP_PREFIX, METADATA_KEYS, STRESS_KEY, gap_keys, read_dataset
 from capml.io.jsonio import write_json
 
 log = logging.getLogger(__name__)

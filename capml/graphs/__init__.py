@@ -2,7 +2,7 @@
 
 from capml.graphs.build import atoms_to_graph, batch_graphs, graph_arrays
 from capml.graphs.features import NODE_FEATURES, GaussianExpansion, node_features
-from capml.graphs.neighbours import periodic_neighbours
+from capml.graphs.neighbour_list import periodic_neighbours
 from capml.graphs.normalise import FeatureScaler, TargetScaler
 
 __all__ = [

@@ -12,7 +12,7 @@ from ase import Atoms
 from torch_geometric.data import Batch, Data
 
 from capml.graphs.features import node_features
-from capml.graphs.neighbours import periodic_neighbours
+from capml.graphs.neighbour_list import periodic_neighbours
 
 DEFAULT_CUTOFF_A = 5.5
 

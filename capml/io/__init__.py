@@ -1,19 +1,23 @@
-"""The dataset contract: extxyz files with REF_ labels, gaps per fidelity and a settings sidecar.
+"""Datasets on disk: the contract (:mod:`capml.io.contract`: REF_ labels, gaps per fidelity, a settings sidecar),
+structure files (:mod:`capml.io.extxyz`), shard files of label runs (:mod:`capml.io.shards`), splits, atomic writes
+and the maintenance command ``python -m capml.io.dataset``.
 
-Names are loaded on first use, so that ``python -m capml.io.dataset`` runs the module without importing it twice.
+Names are loaded on first use, so that importing one small module of the package (atomic writes, JSON) loads no
+ASE, and ``python -m capml.io.dataset`` runs the module without importing it twice.
 """
 
 import importlib
 
 _NAMES = {
-    "DatasetSettings": "capml.io.dataset",
-    "append_frame": "capml.io.dataset",
-    "merge_datasets": "capml.io.dataset",
-    "read_dataset": "capml.io.dataset",
-    "read_settings": "capml.io.dataset",
-    "validate_frames": "capml.io.dataset",
-    "write_dataset": "capml.io.dataset",
-    "write_settings": "capml.io.dataset",
+    "DatasetSettings": "capml.io.contract",
+    "merge_datasets": "capml.io.contract",
+    "read_dataset": "capml.io.contract",
+    "read_settings": "capml.io.contract",
+    "validate_frames": "capml.io.contract",
+    "write_dataset": "capml.io.contract",
+    "write_settings": "capml.io.contract",
+    "append_frame": "capml.io.extxyz",
+    "read_structures": "capml.io.extxyz",
     "grouped_split": "capml.io.split",
 }
 __all__ = sorted(_NAMES)

@@ -16,12 +16,13 @@ from matplotlib.figure import Figure  # noqa: E402  (no pyplot: importing capml 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from capml.io.dataset import GAP_PREFIX, gap_keys, read_dataset, read_failures, read_settings  # noqa: E402
+from capml.io.contract import GAP_PREFIX, gap_keys, read_dataset, read_settings  # noqa: E402
+from capml.io.extxyz import read_failures  # noqa: E402
 from capml.io.jsonio import write_json  # noqa: E402
 
 
 def dataset_table(frames) -> pd.DataFrame:
-    """One row per labelled frame (from :func:`capml.io.dataset.read_dataset`)."""
+    """One row per labelled frame (from :func:`capml.io.contract.read_dataset`)."""
     rows = []
     for atoms in frames:
         row = {key: atoms.info.get(key) for key in ("structure_id", "config_id", "x", "temperature", "sampling")}
@@ -69,7 +70,7 @@ def close_contacts(frames, threshold_A: float = 2.0) -> pd.DataFrame:
     """Frames with two atoms closer than ``threshold_A`` (minimum image): the closest pair, its distance and the
     frame's largest force component, closest first. Hot phonon samples of harmonically unstable cells can
     bring atoms this close; their labels are correct for the structure but far from equilibrium."""
-    from capml.graphs.neighbours import periodic_neighbours
+    from capml.graphs.neighbour_list import periodic_neighbours
 
     rows = []
     for atoms in frames:

@@ -14,8 +14,8 @@ from typing import Sequence
 
 from capml.errors import InputError
 from capml.io.atomic import write_text
-from capml.io.dataset import (failures_path, in_input_order, read_complete_frames, read_failures, read_settings,
-                              settings_path, write_dataset)
+from capml.io.contract import read_settings, settings_path, write_dataset
+from capml.io.extxyz import failures_path, in_input_order, read_complete_frames, read_failures
 
 
 def shard_path(path: str | Path, index: int, count: int) -> Path:

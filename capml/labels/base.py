@@ -9,7 +9,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from capml.io.dataset import ENERGY_KEY, FORCES_KEY, GAP_PREFIX, STRESS_KEY
+from capml.io.contract import ENERGY_KEY, FORCES_KEY, GAP_PREFIX, STRESS_KEY
 
 
 @dataclass

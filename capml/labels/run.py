@@ -21,19 +21,8 @@ from ase import Atoms
 from tqdm.auto import tqdm
 
 from capml.errors import InputError
-from capml.io.dataset import (
-    GAP_PREFIX,
-    DatasetSettings,
-    append_frame,
-    failures_path,
-    keep_last_per_structure,
-    read_complete_frames,
-    read_failures,
-    read_settings,
-    settings_path,
-    validate_frames,
-    write_settings,
-)
+from capml.io.contract import GAP_PREFIX, DatasetSettings, read_settings, settings_path, validate_frames, write_settings
+from capml.io.extxyz import append_frame, failures_path, keep_last_per_structure, read_complete_frames, read_failures
 from capml.io.shards import merge_shards, shard_files, shard_lock, shard_path
 from capml.labels.base import Labeller
 

@@ -40,7 +40,8 @@ from ase import Atoms
 
 from capml.errors import InputError
 from capml.io.atomic import write_text
-from capml.io.dataset import DatasetSettings, frame_text, validate_frames, write_dataset
+from capml.io.contract import DatasetSettings, validate_frames, write_dataset
+from capml.io.extxyz import frame_text
 
 log = logging.getLogger("capml.import")
 

@@ -1,4 +1,6 @@
-"""ASE calculator from a MACE model file: the MLIP that simulate uses.
+"""Loading a MACE model file, in one place: the dtype and device check, the torch module the file holds, the
+elements it knows, and mace-torch's ASE calculator around it. The batched torch-sim model that MD uses
+(:func:`capml.simulate.mlip.batched_model`) loads its module here too, so every stage runs the same weights.
 
 float64 for phonons and relaxations (finite differences of 0.01 Å need the precision), float32 for MD (1.9x
 faster for the bundled base model on a 40-atom cell on one CPU core, 41 vs 77 ms per force call; MD averages are
@@ -8,14 +10,53 @@ insensitive to the rounding).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Iterable, Literal
 
+import torch
 from ase.calculators.calculator import Calculator
 
 from capml.errors import InputError
 
-DTYPES = ("float64", "float32")
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
 DEVICES = ("cpu", "cuda")
+
+
+def check_dtype_device(dtype: str, device: str, prefix: str = "") -> None:
+    """InputError unless ``dtype`` is one of DTYPES and ``device`` one of DEVICES that torch can use here;
+    ``prefix`` names the config group the values came from in the message (e.g. "simulate.")."""
+    if dtype not in DTYPES:
+        raise InputError(f"{prefix}dtype='{dtype}': expected one of {list(DTYPES)}")
+    if device not in DEVICES:
+        raise InputError(f"{prefix}device='{device}': expected one of {list(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"{prefix}device='cuda' but torch sees no CUDA device")
+
+
+def load_mace_module(path: str | Path, device: str = "cpu") -> torch.nn.Module:
+    """The torch module saved in a MACE .model file, on ``device``; InputError naming the file when it is
+    missing or not a MACE model."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: MACE model file not found")
+    try:
+        module = torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:  # torch.load raises many types for a file that is not a model
+        raise InputError(f"{path}: cannot load as a MACE model ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())[:160]})") from err
+    if not isinstance(module, torch.nn.Module) or not hasattr(module, "atomic_numbers"):
+        raise InputError(f"{path}: not a MACE model (expected a .model file saved by mace-torch)")
+    return module
+
+
+def check_elements(module: torch.nn.Module, symbols: Iterable[str], where: str) -> None:
+    """InputError when the system has an element the MACE model was not trained on."""
+    from ase.data import atomic_numbers, chemical_symbols
+
+    known = {int(z) for z in module.atomic_numbers}
+    missing = sorted({str(s) for s in symbols if atomic_numbers.get(str(s)) not in known})
+    if missing:
+        raise InputError(f"{where}: the model knows {[chemical_symbols[z] for z in sorted(known)]}, not {missing}; "
+                         "expected a model trained on every element of the system")
 
 
 def mace_calculator(
@@ -24,19 +65,7 @@ def mace_calculator(
     device: Literal["cpu", "cuda"] = "cpu",
 ) -> Calculator:
     """mace-torch's MACECalculator for ``model_path`` with energy, forces and stress, in ``dtype`` on ``device``."""
-    import torch
     from mace.calculators import MACECalculator
 
-    model_path = Path(model_path)
-    if not model_path.is_file():
-        raise InputError(f"{model_path}: MACE model file not found")
-    if dtype not in DTYPES:
-        raise InputError(f"dtype='{dtype}': expected one of {list(DTYPES)}")
-    if device not in DEVICES:
-        raise InputError(f"device='{device}': expected one of {list(DEVICES)}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("device='cuda' but torch sees no CUDA device")
-    try:
-        return MACECalculator(model_paths=str(model_path), device=device, default_dtype=dtype)
-    except Exception as err:  # torch.load raises many types for a file that is not a model
-        raise InputError(f"{model_path}: cannot load as a MACE model ({type(err).__name__}: {err})") from err
+    check_dtype_device(dtype, device)
+    return MACECalculator(models=load_mace_module(model_path, device), device=device, default_dtype=dtype)

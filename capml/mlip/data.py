@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from capml.errors import InputError
-from capml.io.dataset import (ENERGY_KEY, FORCES_KEY, STRESS_KEY, read_dataset, refuse_mixed_settings,
-                              refuse_repeated_ids, write_dataset)
+from capml.io.contract import (ENERGY_KEY, FORCES_KEY, STRESS_KEY, read_dataset, refuse_mixed_settings,
+                               refuse_repeated_ids, write_dataset)
 from capml.io.split import grouped_split
 from capml.io.jsonio import write_json
 

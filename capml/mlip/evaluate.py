@@ -21,10 +21,11 @@ from ase.units import GPa  # noqa: E402
 from phonopy import Phonopy  # noqa: E402
 from phonopy.phonon.band_structure import get_band_qpoints_by_seekpath  # noqa: E402
 
-from capml.io.dataset import ENERGY_KEY, FORCES_KEY, STRESS_KEY, read_dataset  # noqa: E402
+from capml.io.contract import ENERGY_KEY, FORCES_KEY, STRESS_KEY, read_dataset  # noqa: E402
 from capml.mlip.calculator import mace_calculator  # noqa: E402
 from capml.phonons import harmonic_phonons, load_phonons, to_ase_atoms  # noqa: E402
 from capml.io.jsonio import write_json  # noqa: E402
+from capml.metrics import ParityPanel, parity_figure, regression_metrics  # noqa: E402
 
 log = logging.getLogger("capml.mlip")
 
@@ -69,17 +70,6 @@ def references(frames: Sequence[Atoms]) -> dict[str, np.ndarray]:
     }
 
 
-def error_metrics(reference: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    reference, predicted = np.ravel(reference), np.ravel(predicted)
-    error = predicted - reference
-    spread = np.sum((reference - reference.mean()) ** 2)
-    return {
-        "mae": float(np.mean(np.abs(error))),
-        "rmse": float(np.sqrt(np.mean(error**2))),
-        "r2": float(1.0 - np.sum(error**2) / spread) if spread > 0 else float("nan"),
-    }
-
-
 def per_quantity(frames: Sequence[Atoms], values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Values in reporting units: energy per atom, forces and stress components."""
     n_atoms = np.array([len(a) for a in frames])
@@ -87,32 +77,19 @@ def per_quantity(frames: Sequence[Atoms], values: Mapping[str, np.ndarray]) -> d
 
 
 def split_errors(model_path, frames, dtype="float64", device="cpu", batch_size=16):
-    """{quantity: {mae, rmse, r2, unit}} and the (reference, predicted) arrays for parity plots."""
+    """{quantity: {n, mae, rmse, r2, unit}} and the (reference, predicted) arrays for parity plots."""
     ref = per_quantity(frames, references(frames))
     pred = per_quantity(frames, predict(model_path, frames, dtype, device, batch_size))
-    metrics = {q: error_metrics(ref[q], pred[q]) | {"unit": UNITS[q][0]} for q in UNITS}
+    metrics = {q: regression_metrics(ref[q], pred[q]) | {"unit": UNITS[q][0]} for q in UNITS}
     return metrics, {q: (ref[q], pred[q]) for q in UNITS}
 
 
 def parity_plot(pairs: Mapping[str, Mapping[str, tuple]], metrics: Mapping[str, Mapping], path: Path) -> None:
     """One panel per quantity, one colour per model."""
-    fig = Figure(figsize=(4.2 * len(UNITS), 4))
-    axes = fig.subplots(1, len(UNITS))
-    for ax, q in zip(axes, UNITS):
-        for name, model_pairs in pairs.items():
-            ref, pred = model_pairs[q]
-            ax.scatter(ref, pred, s=6, alpha=0.6, label=f"{name}: MAE {metrics[name][q]['mae']:.3g}")
-        values = np.concatenate([np.concatenate(model_pairs[q]) for model_pairs in pairs.values()])
-        pad = 0.05 * (values.max() - values.min() + 1e-12)
-        lo, hi = values.min() - pad, values.max() + pad
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(lo, hi)
-        ax.set_xlabel(f"DFT {q} ({UNITS[q][0]})")
-        ax.set_ylabel(f"MACE {q} ({UNITS[q][0]})")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    panels = [ParityPanel({f"{name}: MAE {metrics[name][q]['mae']:.3g}": model_pairs[q]
+                           for name, model_pairs in pairs.items()},
+                          xlabel=f"DFT {q} ({UNITS[q][0]})", ylabel=f"MACE {q} ({UNITS[q][0]})") for q in UNITS]
+    parity_figure(panels).savefig(path, dpi=120)
 
 
 def band_qpoints(phonon: Phonopy, n_points: int) -> tuple[list[np.ndarray], list[str], list[bool]]:

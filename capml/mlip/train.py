@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from capml.cli import save_resolved_config
 from capml.errors import InputError
-from capml.io.dataset import ENERGY_KEY, FORCES_KEY, STRESS_KEY
+from capml.io.contract import ENERGY_KEY, FORCES_KEY, STRESS_KEY
 from capml.mlip.data import SplitFiles, write_splits
 from capml.io.jsonio import write_json
 
@@ -75,7 +75,7 @@ def foundation_in_dtype(foundation: str | None, dtype: str, out_dir: Path) -> st
         return foundation
     import torch
 
-    from capml.simulate.mlip import load_mace_module
+    from capml.mlip.calculator import load_mace_module
 
     if not Path(foundation).is_file():
         raise InputError(f"mlip.foundation_model={foundation}: file not found (a .model file or a MACE-MP name)")
@@ -242,8 +242,8 @@ def run(cfg: DictConfig) -> dict:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        raise InputError(f"mlip.out_dir={out_dir}: another train.py task=mlip is writing this folder; wait for it "
-                         "or choose another mlip.out_dir")
+        raise InputError(f"mlip.out_dir={out_dir}: another MACE training (train.py --config-name train_mlip) is "
+                         "writing this folder; wait for it or choose another mlip.out_dir")
     try:  # the inputs are checked before anything is written; a refused run leaves no folder behind
         foundation = resolve_foundation(m.foundation_model)
         files = write_splits(m.dataset, out_dir / "splits", m.valid_fraction, m.test_fraction, seed=m.seed,
@@ -251,8 +251,8 @@ def run(cfg: DictConfig) -> dict:
                              max_frames=m.max_frames, extra_train=list(m.get("extra_train") or ()))
         foundation_file = foundation_in_dtype(foundation, m.default_dtype, out_dir)
         if foundation is not None and foundation not in foundation_names():
-            from capml.io.dataset import read_structures
-            from capml.simulate.mlip import check_elements, load_mace_module
+            from capml.io.extxyz import read_structures
+            from capml.mlip.calculator import check_elements, load_mace_module
 
             symbols = {s for split in ("train", "valid", "test") if files.counts.get(split)
                        for a in read_structures(files.path(split)) for s in a.get_chemical_symbols()}

@@ -28,9 +28,10 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from capml.errors import InputError
-from capml.io.dataset import merge_datasets, read_structures
-from capml.models.module import regression_metrics
+from capml.io.contract import merge_datasets
+from capml.io.extxyz import read_structures
 from capml.io.jsonio import write_json
+from capml.metrics import ParityPanel, draw_parity, regression_metrics
 
 log = logging.getLogger(__name__)
 
@@ -192,14 +193,12 @@ def plot_cv(predictions: pd.DataFrame, path: Path, title: str) -> None:
     """Parity of the held-out predictions coloured by kind, and the error against temperature."""
     fig = Figure(figsize=(9, 4))
     ax, bx = fig.subplots(1, 2)
-    for kind, part in predictions.groupby("kind"):
-        ax.scatter(part["y_true"], part["y_pred"], s=8, alpha=0.6, label=f"{kind} ({part['structure_id'].nunique()})")
+    kinds = predictions.groupby("kind")
+    draw_parity(ax, ParityPanel({f"{kind} ({part['structure_id'].nunique()})": (part["y_true"], part["y_pred"])
+                                 for kind, part in kinds}, xlabel="DFT gap (eV)", ylabel="held-out prediction (eV)"))
+    for kind, part in kinds:
         bx.scatter(part["temperature_K"].fillna(0) + np.random.default_rng(0).uniform(-15, 15, len(part)),
                    part["error"], s=8, alpha=0.6, label=kind)
-    lo, hi = predictions[["y_true", "y_pred"]].min().min(), predictions[["y_true", "y_pred"]].max().max()
-    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-    ax.set(xlabel="DFT gap (eV)", ylabel="held-out prediction (eV)")
-    ax.legend(fontsize=7)
     bx.axhline(0, color="k", lw=0.8)
     bx.set(xlabel="temperature (K; relaxed at 0)", ylabel="prediction - DFT (eV)")
     fig.suptitle(title, fontsize=9)

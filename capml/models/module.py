@@ -1,10 +1,13 @@
 """LightningModule for graph-level regression: scaling, loss, MAE/RMSE/R² per split, optimiser and scheduler.
 
 Node-feature and target scalers (fitted on the training split) are hyperparameters of the module, so a
-checkpoint alone reproduces predictions in physical units.
+checkpoint alone reproduces predictions in physical units. The network, optimiser and scheduler are configs by
+``_target_`` (conf/model/), kept as plain dicts in the hyperparameters and built here.
 """
 
 from __future__ import annotations
+
+from typing import Mapping
 
 import numpy as np
 import pytorch_lightning as pl
@@ -12,19 +15,11 @@ import torch
 
 from capml.errors import InputError
 from capml.graphs.normalise import TargetScaler
-from capml.models.networks import build_network
+from capml.metrics import regression_metrics
 
 # head -> the target scaling it needs; "gap": a non-negative network output (band-edge readout) times a scale
 HEADS = {"sigmoid": "minmax", "linear": "standard", "gap": "scale"}
 LOSSES = {"mse": torch.nn.functional.mse_loss, "l1": torch.nn.functional.l1_loss}
-
-
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """n, MAE, RMSE and R² (NaN for fewer than two distinct references) in the target's units."""
-    error = y_pred - y_true
-    total = np.sum((y_true - y_true.mean()) ** 2)
-    return {"n": int(len(y_true)), "mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error**2))),
-            "r2": float(1 - np.sum(error**2) / total) if total > 0 else float("nan")}
 
 
 def target_scaling_for(head: str) -> str:
@@ -33,9 +28,68 @@ def target_scaling_for(head: str) -> str:
     return HEADS[head]
 
 
+def instantiate_config(config: Mapping, kind: type, key: str, *args, **kwargs):
+    """``config["_target_"]`` called with ``args``, ``kwargs`` and the config's other keys; keys such as
+    ``_partial_`` (lightning-hydra-template's mark of an optimiser that gets its parameters later) are Hydra's and
+    dropped. The target must be a ``kind`` (a network, an optimiser, a scheduler): a checkpoint names the code its
+    hyperparameters run, and that code is one of these and nothing else."""
+    import importlib
+
+    if "_target_" not in config:
+        raise InputError(f"{key}: no _target_ (expected the import path of a {kind.__module__}.{kind.__name__})")
+    module, _, name = str(config["_target_"]).rpartition(".")
+    try:
+        target = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise InputError(f"{key}._target_ '{config['_target_']}': cannot import it ({err})") from err
+    if not (isinstance(target, type) and issubclass(target, kind)):
+        raise InputError(f"{key}._target_ '{config['_target_']}': not a {kind.__module__}.{kind.__name__}")
+    try:
+        return target(*args, **kwargs, **{k: v for k, v in config.items() if not k.startswith("_")})
+    except TypeError as err:
+        raise InputError(f"{key}: {err}") from err
+
+
+# checkpoints written while networks were a registry of names (the bundled ensembles): the class of each name
+NETWORKS_BY_NAME = {"paper": "capml.models.networks.PaperGraphConv", "cgcnn": "capml.models.networks.CGCNN",
+                    "gatv2": "capml.models.networks.GATv2"}
+
+
+def upgrade_hparams(hparams: Mapping) -> dict:
+    """A checkpoint's hyperparameters in today's form. Checkpoints from before the network, optimiser and scheduler
+    were configs by ``_target_`` (the bundled ensembles) hold ``network.name``, ``lr``, ``weight_decay``,
+    ``scheduler`` (plateau | cosine | none), ``scheduler_patience`` and ``max_epochs``; these become the configs
+    that train as those did (Adam; ReduceLROnPlateau halving the rate; cosine annealing over max_epochs).
+    Today's hyperparameters come back unchanged."""
+    hp = dict(hparams)
+    network = dict(hp["network"])
+    if "name" in network:
+        name = network.pop("name")
+        if name not in NETWORKS_BY_NAME:
+            raise InputError(f"network '{name}' of an old checkpoint: expected one of {sorted(NETWORKS_BY_NAME)}")
+        hp["network"] = {"_target_": NETWORKS_BY_NAME[name], **network}
+    if "lr" in hp:
+        hp["optimizer"] = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": hp.pop("lr"),
+                           "weight_decay": hp.pop("weight_decay", 0.0)}
+    if isinstance(hp.get("scheduler"), str):
+        kind, patience, epochs = hp.pop("scheduler"), hp.pop("scheduler_patience", 10), hp.pop("max_epochs", 100)
+        schedulers = {"none": None,
+                      "plateau": {"_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau", "_partial_": True,
+                                  "factor": 0.5, "patience": patience},
+                      "cosine": {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "_partial_": True,
+                                 "T_max": epochs}}
+        if kind not in schedulers:
+            raise InputError(f"scheduler '{kind}' of an old checkpoint: expected one of {sorted(schedulers)}")
+        hp["scheduler"] = schedulers[kind]
+    return hp
+
+
 class GraphRegressor(pl.LightningModule):
-    """``network``: registry name plus keyword arguments; ``head``: sigmoid (min-max scaled targets, the
-    paper) or linear (standardised targets); ``feature_scaler``/``target_scaler``: dicts from capml.graphs;
+    """``network``: a config by ``_target_`` (an ``nn.Module`` that takes ``in_features``); ``optimizer``: one
+    (a ``torch.optim.Optimizer``, given the trainable parameters); ``scheduler``: one (an ``LRScheduler``, given
+    the optimiser; stepped per epoch, on ``val/loss`` where it needs a metric) or None for a constant learning
+    rate; ``head``: sigmoid (min-max scaled targets, the paper) or linear (standardised targets);
+    ``feature_scaler``/``target_scaler``: dicts from capml.graphs;
     ``descriptors``: the MACE model whose descriptors follow the elemental node features (None: elemental only),
     recorded so that a checkpoint builds its own inputs, with the model file's digest (``descriptors_digest``) so
     that a refitted MLIP in the same file is not taken for the one the network learnt from."""
@@ -48,12 +102,9 @@ class GraphRegressor(pl.LightningModule):
         target_scaler: dict,
         target: str,
         cutoff_A: float,
+        optimizer: dict,
+        scheduler: dict | None = None,
         loss: str = "mse",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        scheduler: str = "plateau",
-        scheduler_patience: int = 10,
-        max_epochs: int = 100,
         descriptors: str | None = None,
         descriptors_digest: str | None = None,
     ):
@@ -63,7 +114,8 @@ class GraphRegressor(pl.LightningModule):
             raise InputError(f"head '{head}' needs '{HEADS[head]}' target scaling, got '{target_scaler['kind']}'")
         if loss not in LOSSES:
             raise InputError(f"loss '{loss}': expected one of {sorted(LOSSES)}")
-        self.network = build_network(in_features=len(feature_scaler["mean"]), **network)
+        self.network = instantiate_config(network, torch.nn.Module, "model.network",
+                                          in_features=len(feature_scaler["mean"]))
         self.register_buffer("feature_mean", torch.tensor(feature_scaler["mean"], dtype=torch.float32))
         self.register_buffer("feature_std", torch.tensor(feature_scaler["std"], dtype=torch.float32))
         self.scaler = TargetScaler(**target_scaler)
@@ -125,20 +177,24 @@ class GraphRegressor(pl.LightningModule):
         if not any(p.requires_grad for p in self.network.encoder.parameters()):
             self.network.encoder.eval()
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, **kwargs):
+        """Lightning's loader, for checkpoints of any age: hyperparameters of the old form come through
+        :func:`upgrade_hparams` (the old keys they replace are not arguments any more, and Lightning drops them)."""
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=kwargs.get("weights_only"))
+        saved = saved.get(cls.CHECKPOINT_HYPER_PARAMS_KEY, {})
+        changed = {k: v for k, v in upgrade_hparams(saved).items() if saved.get(k) != v}
+        return super().load_from_checkpoint(checkpoint_path, map_location=map_location, **{**changed, **kwargs})
+
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        kind = self.hparams.scheduler
-        if kind == "none":
+        optimizer = instantiate_config(self.hparams.optimizer, torch.optim.Optimizer, "model.optimizer", params)
+        if not self.hparams.scheduler:
             return optimizer
-        if kind == "plateau":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
-                                                                   patience=self.hparams.scheduler_patience)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
-        if kind == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.max_epochs)
-            return {"optimizer": optimizer, "lr_scheduler": scheduler}
-        raise InputError(f"model.scheduler '{kind}': expected none, plateau or cosine")
+        scheduler = instantiate_config(self.hparams.scheduler, torch.optim.lr_scheduler.LRScheduler,
+                                       "model.scheduler", optimizer)
+        # the monitored metric is read by schedulers that need one (ReduceLROnPlateau) and ignored by the others
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
 
 
 class RandomState(pl.Callback):

@@ -1,5 +1,7 @@
-"""Interchangeable GNN blocks, registered by name. Each maps (x, edge_index, distance, batch) to one raw
-output per graph; the output head (sigmoid or linear) and all scaling live in capml.models.module.
+"""Interchangeable GNN blocks, chosen by ``_target_`` in conf/model/ (``capml.models.networks.PaperGraphConv``, ...;
+a class of the user's own works the same way). Each takes ``in_features`` and maps (x, edge_index, distance,
+batch) to one raw output per graph; the output head (sigmoid or linear) and all scaling live in
+capml.models.module.
 
 ``encoder`` holds the message-passing layers (frozen when fine-tuning with freeze_convs), ``readout`` the
 pooling-to-output MLP.
@@ -137,12 +139,3 @@ class GATv2(nn.Module):
         for block in self.encoder:
             x = x + torch.relu(block["norm"](block["conv"](x, edge_index, edge_attr)))
         return self.readout(self.pool(x, batch)).squeeze(-1)
-
-
-MODELS: dict[str, type[nn.Module]] = {"paper": PaperGraphConv, "cgcnn": CGCNN, "gatv2": GATv2}
-
-
-def build_network(name: str, **kwargs) -> nn.Module:
-    if name not in MODELS:
-        raise InputError(f"model.name '{name}': expected one of {sorted(MODELS)}")
-    return MODELS[name](**kwargs)

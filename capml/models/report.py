@@ -6,14 +6,15 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure  # no pyplot: plots are written to files, whatever the backend
 from omegaconf import DictConfig, OmegaConf
 from torch_geometric.loader import DataLoader
+
 from capml.io.jsonio import write_json
+from capml.metrics import ParityPanel, parity_figure, regression_metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +40,14 @@ def prediction_table(module, datamodule, batch_size: int = 256) -> pd.DataFrame:
 
 
 def parity_plot(table: pd.DataFrame, path: Path, title: str = "", unit: str = "eV") -> None:
-    splits = [s for s in ("train", "val", "test") if s in set(table["split"])]
-    fig = Figure(figsize=(4 * len(splits), 4))
-    axes = fig.subplots(1, len(splits), squeeze=False)
-    lo, hi = table[["y_true", "y_pred"]].min().min(), table[["y_true", "y_pred"]].max().max()
-    for ax, split in zip(axes[0], splits):
+    """Predicted against reference, one panel per split of ``table`` (from :func:`prediction_table`) with its MAE."""
+    panels = []
+    for split in [s for s in ("train", "val", "test") if s in set(table["split"])]:
         rows = table[table["split"] == split]
-        mae = np.mean(np.abs(rows["y_pred"] - rows["y_true"]))
-        ax.scatter(rows["y_true"], rows["y_pred"], s=10, alpha=0.7)
-        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-        ax.set(xlabel=f"reference ({unit})", ylabel=f"predicted ({unit})", title=f"{split}: MAE {mae:.3f} {unit}")
-        ax.set_aspect("equal")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+        mae = regression_metrics(rows["y_true"], rows["y_pred"])["mae"]
+        panels.append(ParityPanel({"": (rows["y_true"], rows["y_pred"])}, xlabel=f"reference ({unit})",
+                                  ylabel=f"predicted ({unit})", title=f"{split}: MAE {mae:.3f} {unit}"))
+    parity_figure(panels, title=title, shared_range=True).savefig(path, dpi=120)
 
 
 def compare_two_stage(runs: dict[str, dict], out: Path) -> pd.DataFrame:

@@ -22,7 +22,8 @@ from pytorch_lightning.loggers import WandbLogger
 
 from capml.cli import save_resolved_config
 from capml.errors import InputError
-from capml.models.module import GraphRegressor, regression_metrics, target_scaling_for
+from capml.metrics import regression_metrics
+from capml.models.module import GraphRegressor, target_scaling_for
 from capml.models.predict import load_module
 from capml.models.report import compare_two_stage, parity_plot, prediction_table
 from capml.io.jsonio import write_json
@@ -57,9 +58,9 @@ def build_module(cfg: DictConfig, datamodule) -> GraphRegressor:
 
         digest = descriptors_for(datamodule.descriptors).digest
     common = dict(target=datamodule.target, cutoff_A=datamodule.cutoff_A, descriptors=datamodule.descriptors,
-                  descriptors_digest=digest, loss=model.loss, lr=model.lr,
-                  weight_decay=model.weight_decay, scheduler=model.scheduler,
-                  scheduler_patience=model.scheduler_patience, max_epochs=cfg.trainer.max_epochs)
+                  descriptors_digest=digest, loss=model.loss,
+                  optimizer=OmegaConf.to_container(model.optimizer, resolve=True),
+                  scheduler=OmegaConf.to_container(model.scheduler, resolve=True) if model.get("scheduler") else None)
     checkpoint = cfg.finetune.checkpoint
     if not checkpoint:
         head = model.head
@@ -180,10 +181,12 @@ def stage_config(cfg: DictConfig, name: str, target: str, checkpoint: str | None
         if name == "pretrain" and cfg.two_stage.get("cheap_path"):
             # the cheap fidelity lives in its own file of other structures (e.g. the GFN2-xTB tier)
             stage.data.path = cfg.two_stage.cheap_path
+        elif name == "pretrain" and str(cfg.two_stage.get("disjoint")).lower() == "held_out":
+            stage.data.exclude_held_out_of = cfg.two_stage.accurate
         elif name == "pretrain" and cfg.two_stage.get("disjoint"):
             stage.data.exclude_labelled = cfg.two_stage.accurate
         if checkpoint and lr is not None:
-            stage.model.lr = lr
+            stage.model.optimizer.lr = lr
     return stage
 
 

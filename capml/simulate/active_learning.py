@@ -83,7 +83,7 @@ def picks_table(picked: Sequence[Atoms]) -> pd.DataFrame:
 
 
 def read_if_exists(path: Path) -> list[Atoms] | None:
-    from capml.io.dataset import read_structures
+    from capml.io.extxyz import read_structures
 
     return read_structures(path) if path.is_file() else None
 
@@ -124,22 +124,21 @@ def _choose(cfg, sub, folder: Path, prefix: str, inputs_path: Path, record_path:
     """Steps 1-4: relaxations, MD, ensemble scores and picks, written once per round (reused by a rerun)."""
     import json
 
-    from capml.io.dataset import write_dataset
+    from capml.io.contract import write_dataset
     from capml.models.predict import GapPredictor, ensemble_std
-    from capml.simulate import configurations as conf_stage
     from capml.simulate import pipeline as simulate_pipeline
-    from capml.simulate.md import read_trajectory, trajectory_path
+    from capml.simulate.run import SimulationRun
 
     a = cfg.simulate.active_learning
     if inputs_path.is_file() and record_path.is_file():
         log.info("active learning round %s: label inputs already chosen (%s)", a.round, inputs_path)
         return json.loads(record_path.read_text())
-    simulate_pipeline.configurations(sub)
-    table = simulate_pipeline._table(sub)
-    relaxed = conf_stage.read_relaxed(folder / "configurations")
+    run, settings = SimulationRun.from_config(sub), simulate_pipeline.PipelineSettings.from_config(sub)
+    simulate_pipeline.configurations(run, settings)
+    table, relaxed = run.table(), run.relaxed()
     inputs = relaxed_label_inputs([relaxed[c] for c in table["config_id"]], prefix,
                                   f"relaxed by {cfg.simulate.mlip_model}") if a.include_relaxed else []
-    simulate_pipeline.md(sub)
+    simulate_pipeline.md(run, settings)
     source = str(a.get("ensemble") or _previous_ensemble(folder) or cfg.simulate.gnn_checkpoint)
     if not Path(source).exists():
         raise InputError(f"simulate.active_learning.ensemble={source}: not found (expected a folder of GNN "
@@ -150,8 +149,9 @@ def _choose(cfg, sub, folder: Path, prefix: str, inputs_path: Path, record_path:
                          "disagreement score needs an ensemble (a folder of at least 2 checkpoints)")
     picked, scored = [], []
     x_of = dict(zip(table["config_id"], table["x"]))
-    for cid, temperature, name in simulate_pipeline._md_systems(sub):
-        frames = read_trajectory(trajectory_path(folder / "md", name), a.discard_fs)
+    for r in run.md_runs():
+        cid, temperature, name = r.config_id, r.temperature_K, r.name
+        frames = run.trajectory(r, a.discard_fs)
         if not frames:
             raise InputError(f"{name}: no MD frames after simulate.active_learning.discard_fs={a.discard_fs}")
         score = ensemble_std(ensemble.predict_members(frames, where=name))
@@ -186,7 +186,7 @@ def _write_record(path: Path, record: dict) -> None:
 
 def _label_round(cfg, folder: Path, inputs_path: Path, record_path: Path, record: dict, log) -> dict:
     """Step 5 (labels, every optional fidelity on every structure) and 7 (retrain)."""
-    from capml.io.dataset import read_dataset
+    from capml.io.contract import read_dataset
     from capml.labels.run import parse_shard, run_labels
     from capml.simulate.stages import make_labeller
 
@@ -230,7 +230,7 @@ def retrain(folder: Path, plan) -> dict:
     export = folder / "ensemble"
     command = [sys.executable, str(ROOT / "train.py"), *plan.retrain.overrides,
                f"ensemble.members={int(plan.retrain.members)}", f"ensemble.export_dir={export}",
-               f"data.extra_train=[{','.join(datasets)}]", f"paths.output_dir={folder / 'train'}"]
+               f"data.extra_train=[{','.join(datasets)}]", f"hydra.run.dir={folder / 'train'}"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise InputError(f"active learning retrain failed ({' '.join(command[1:])}): "

@@ -28,7 +28,9 @@ from tqdm.auto import tqdm
 
 from capml.errors import InputError
 from capml.io.atomic import atomic_path
-from capml.io.dataset import append_frame, read_complete_frames, write_dataset
+from capml.keys import canonical_info
+from capml.io.contract import write_dataset
+from capml.io.extxyz import append_frame, read_complete_frames
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,41 @@ def read_trajectory(path: str | Path, discard_fs: float = 0.0) -> list[Atoms]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: MD trajectory not found; run `simulate.py stage=md` first")
-    return [f for f in read_complete_frames(path, repair=False) if f.info["time_fs"] >= discard_fs]
+    frames = [f for f in read_complete_frames(path, repair=False) if f.info["time_fs"] >= discard_fs]
+    for frame in frames:
+        canonical_info(frame.info)
+    return frames
+
+
+def last_frame(out_dir: str | Path, name: str) -> Atoms:
+    """The last complete frame of one trajectory, parsing only that frame (frame boundaries from the atom counts);
+    a torn tail falls back to reading every complete frame."""
+    import io
+
+    import ase.io
+
+    path = trajectory_path(out_dir, name)
+    if not path.is_file():
+        raise InputError(f"{path}: MD trajectory not found; run `simulate.py stage=md` first")
+    lines = path.read_text().splitlines(keepends=True)
+    offset, last = 0, None
+    while offset < len(lines):
+        try:
+            end = offset + int(lines[offset].split()[0]) + 2
+        except (ValueError, IndexError):
+            break
+        if end > len(lines):
+            break
+        last, offset = (offset, end), end
+    try:
+        frame = ase.io.read(io.StringIO("".join(lines[last[0]:last[1]])), format="extxyz")
+        canonical_info(frame.info)
+        return frame
+    except Exception:  # a torn or garbled last frame: the last one that parses
+        frames = read_trajectory(path)
+        if not frames:
+            raise InputError(f"{path}: no complete MD frame") from None
+        return frames[-1]
 
 
 def _integrator(model, settings: MDSettings, temperatures_K: Sequence[float]):
@@ -115,8 +151,8 @@ def _frames(state, systems: Sequence[MDSystem], step: int, settings: MDSettings)
         atoms.info.update(
             step=step,
             time_fs=step * settings.timestep_fs,
-            temperature_K=instantaneous_temperature_K(momenta[mask], masses[mask]),
-            target_temperature_K=float(system.temperature_K),
+            temperature_K=float(system.temperature_K),  # the set-point (capml.keys)
+            kinetic_temperature_K=instantaneous_temperature_K(momenta[mask], masses[mask]),
             energy_eV=float(energies[s]),
             system=system.name,
         )

@@ -38,7 +38,7 @@ def pick_snapshots(runs: Sequence[tuple[str, Sequence[Atoms]]], per_run: int, pr
             atoms = Atoms(frames[k].numbers, frames[k].positions, cell=frames[k].cell, pbc=frames[k].pbc)
             time_fs = float(frames[k].info.get("time_fs", k))
             atoms.info.update(structure_id=f"{prefix}{name}_t{time_fs:g}fs", system=name, time_fs=time_fs,
-                              md_temperature_K=float(frames[k].info.get("temperature_K", np.nan)),
+                              md_kinetic_temperature_K=float(frames[k].info.get("kinetic_temperature_K", np.nan)),
                               config_id=f"{prefix}{name}", sampling="md")
             picked.append(atoms)
     return picked

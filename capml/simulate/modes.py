@@ -16,26 +16,9 @@ from matplotlib.figure import Figure  # noqa: E402  (no pyplot: importing capml 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from ase import Atoms  # noqa: E402
-from scipy import constants  # noqa: E402
 
-from capml.phonons import gamma_modes  # noqa: E402
+from capml.phonons import gamma_modes, mode_amplitudes  # noqa: E402
 from capml.simulate.gaps import GapModel  # noqa: E402
-
-AMU_A2 = constants.atomic_mass * 1e-20  # kg m² in one amu Å²
-
-
-def bose_occupation(frequencies_THz: np.ndarray, temperature_K: float) -> np.ndarray:
-    omega = 2 * np.pi * np.abs(frequencies_THz) * 1e12
-    if temperature_K <= 0:
-        return np.zeros_like(omega)
-    return 1.0 / np.expm1(constants.hbar * omega / (constants.k * temperature_K))
-
-
-def mode_amplitudes(frequencies_THz: np.ndarray, temperature_K: float) -> np.ndarray:
-    """RMS mass-weighted amplitude sqrt(ħ(2n+1)/(2ω)) of each mode, in Å·sqrt(amu); |ω| for imaginary."""
-    omega = 2 * np.pi * np.abs(np.asarray(frequencies_THz, float)) * 1e12  # rad/s
-    n = bose_occupation(frequencies_THz, temperature_K)
-    return np.sqrt(constants.hbar * (2 * n + 1) / (2 * omega) / AMU_A2)
 
 
 def mode_displacements(eigenvectors: np.ndarray, amplitudes: np.ndarray, masses: np.ndarray) -> np.ndarray:

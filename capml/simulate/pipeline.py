@@ -1,13 +1,16 @@
-"""The simulate stages as functions of the composed config, and the pipeline that chains them.
+"""The simulate stages and the pipeline that chains them.
 
-configurations -> phonons -> md -> nmd -> gaps -> modes, each reading the previous stage's files
-under ``cfg.workdir`` and skipping work already on disk, so a killed pipeline reruns to completion.
+configurations -> phonons -> md -> nmd -> gaps -> modes, each reading the previous stage's files under the run's
+workdir and skipping work already on disk, so a killed pipeline reruns to completion. Every stage is a function
+``stage(run, settings)`` of a :class:`~capml.simulate.run.SimulationRun` (folders and shared state, read once per
+invocation) and the typed :class:`PipelineSettings`; ``PIPELINE[name](cfg)`` builds both from the composed config.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +18,86 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from capml.errors import InputError
-from capml.phonons import full_force_constants, load_phonons
+from capml.io.jsonio import write_json
+from capml.phonons import load_phonons
 from capml.simulate import configurations as conf_stage
 from capml.simulate import gaps as gap_stage
 from capml.simulate import modes as mode_stage
 from capml.simulate import nmd as nmd_stage
-from capml.simulate.md import MDSettings, MDSystem, read_trajectory, run_md, trajectory_path
-from capml.simulate.mlip import ase_calculator, batched_model, check_elements
-from capml.simulate.phonons import config_phonons
-from capml.structures.system import SolidSolution, compositions_from_x
-from capml.io.jsonio import write_json
+from capml.simulate.md import MDSettings, MDSystem, run_md
+from capml.phonons import config_phonons
+from capml.simulate.run import SimulationRun
+from capml.structures.system import SolidSolution
 
 log = logging.getLogger("capml.simulate")
+
+
+@dataclass(frozen=True)
+class ConfigurationSettings:
+    fmax_eV_A: float = 0.01
+    max_steps: int = 300
+    optimizer: str = "FIRE"
+    max_enumerate: int = 20000
+
+
+@dataclass(frozen=True)
+class PhononSettings:
+    displacement_A: float = 0.01
+    symprec: float = 1e-3
+
+
+@dataclass(frozen=True)
+class NMDSettings:
+    discard_fs: float = 200.0
+    segments: int = 2
+    nve_fs: float = 0.0                 # > 0: spectra from NVE segments of this length (no thermostat broadening)
+    nve_save_every_steps: int | None = None
+    degenerate_THz: float = nmd_stage.DEGENERATE_THZ
+
+
+@dataclass(frozen=True)
+class GapSettings:
+    discard_fs: float | str = 200.0     # or "auto"
+    flag_std_eV: float | None = None
+
+    def __post_init__(self):
+        if not self.auto and not isinstance(self.discard_fs, (int, float)):
+            raise InputError(f"simulate.gaps.discard_fs={self.discard_fs!r}: expected a time in fs or 'auto'")
+
+    @property
+    def auto(self) -> bool:
+        return str(self.discard_fs).strip().lower() == "auto"
+
+
+@dataclass(frozen=True)
+class ModeSettings:
+    acoustic_THz: float = 0.05
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The typed settings of every simulate stage (``simulate.<stage>`` in the config)."""
+
+    configurations: ConfigurationSettings = field(default_factory=ConfigurationSettings)
+    phonons: PhononSettings = field(default_factory=PhononSettings)
+    md: MDSettings = field(default_factory=MDSettings)
+    nmd: NMDSettings = field(default_factory=NMDSettings)
+    gaps: GapSettings = field(default_factory=GapSettings)
+    modes: ModeSettings = field(default_factory=ModeSettings)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "PipelineSettings":
+        s = cfg.simulate
+
+        def pick(group, kind):
+            values = OmegaConf.to_container(s[group], resolve=True)
+            return kind(**{k: v for k, v in values.items() if k in kind.__dataclass_fields__})
+
+        return cls(configurations=pick("configurations", ConfigurationSettings),
+                   phonons=pick("phonons", PhononSettings),
+                   md=MDSettings(**{**{k: v for k, v in OmegaConf.to_container(s.md, resolve=True).items()
+                                       if k in MDSettings.__dataclass_fields__}, "seed": int(cfg.seed)}),
+                   nmd=pick("nmd", NMDSettings), gaps=pick("gaps", GapSettings), modes=pick("modes", ModeSettings))
 
 
 def solid_solution(cfg: DictConfig) -> SolidSolution:
@@ -34,199 +105,96 @@ def solid_solution(cfg: DictConfig) -> SolidSolution:
     return SolidSolution.from_config(cfg.system)
 
 
-def _folder(cfg: DictConfig, name: str) -> Path:
-    return Path(cfg.workdir) / name
-
-
-def _temperatures(cfg: DictConfig) -> list[float]:
-    t = cfg.simulate.temperature
-    values = [float(t)] if isinstance(t, (int, float)) else [float(v) for v in t]
-    if any(v <= 0 for v in values):
-        raise InputError(f"simulate.temperature={values}: expected temperatures in K above 0")
-    return values
-
-
-def _compositions(cfg: DictConfig) -> list[int]:
-    x = cfg.simulate.x
-    x = OmegaConf.to_container(x) if OmegaConf.is_list(x) else x
-    return compositions_from_x(x, solid_solution(cfg).n_sites)
-
-
-def _calculator(cfg: DictConfig):
-    calc = ase_calculator(cfg.simulate.mlip_model, cfg.simulate.dtype, cfg.simulate.device)
-    check_elements(calc.models[0], solid_solution(cfg).elements, f"simulate.mlip_model={cfg.simulate.mlip_model}")
-    return calc
-
-
-def gap_model(cfg: DictConfig, key: str = "gnn_checkpoint"):
-    """The gap model at ``simulate.<key>``: a checkpoint file or a folder of them (an ensemble)."""
-    if cfg.simulate[key] is None:
-        raise InputError(f"simulate.{key}: not set (the system names no gap model: set system.{key} or "
-                         f"simulate.{key} to a checkpoint or a folder of them)")
-    path = Path(cfg.simulate[key])
-    if not path.exists():
-        raise InputError(f"simulate.{key}={path}: GNN checkpoint not found (train one with train.py "
-                         "or point it at a .ckpt file or a folder of them, an ensemble)")
-    from capml.models.predict import GapPredictor
-
-    model = GapPredictor.from_checkpoint(str(path))
-    if not str(model.target).startswith("gap_"):
-        raise InputError(f"simulate.{key}={path}: a model of target '{model.target}', expected a band-gap model "
-                         "(target gap_<fidelity>)")
-    return model
-
-
-def flag_threshold_eV(cfg: DictConfig, model) -> float:
-    """Ensemble spread above which a prediction is flagged as outside the training data: simulate.gaps.flag_std_eV,
-    or the value the ensemble folder's ensemble.json records from its calibration."""
-    value = cfg.simulate.gaps.get("flag_std_eV")
-    if value is not None:
-        return float(value)
-    card = Path(cfg.simulate.gnn_checkpoint) / "ensemble.json"
-    return float(json.loads(card.read_text()).get("flag_std_eV", "nan")) if card.is_file() else float("nan")
-
-
-def configurations(cfg: DictConfig) -> pd.DataFrame:
-    c = cfg.simulate.configurations
+def configurations(run: SimulationRun, settings: PipelineSettings) -> pd.DataFrame:
+    c = settings.configurations
     table = conf_stage.relax_configurations(
-        solid_solution(cfg), _compositions(cfg), _calculator(cfg), _folder(cfg, "configurations"),
-        fmax_eV_A=c.fmax_eV_A, max_steps=c.max_steps, optimizer=c.optimizer, max_enumerate=c.max_enumerate,
-        seed=cfg.seed)
+        run.system, run.compositions, run.calculator(), run.folder("configurations"), fmax_eV_A=c.fmax_eV_A,
+        max_steps=c.max_steps, optimizer=c.optimizer, max_enumerate=c.max_enumerate, seed=run.seed)
+    run.forget("table", "relaxed")
     log.info("relaxed %d configurations:\n%s", len(table),
              table[["config_id", "x", "multiplicity", "rank", "above_lowest_meV_per_atom"]].to_string(index=False))
     return table
 
 
-def _table(cfg: DictConfig) -> pd.DataFrame:
-    path = _folder(cfg, "configurations") / conf_stage.TABLE
-    if not path.exists():
-        raise InputError(f"{path}: not found; run `simulate.py stage=configurations` first")
-    table = pd.read_csv(path)
-    return table[table["n_occupied"].isin(_compositions(cfg))]
-
-
-def phonons(cfg: DictConfig) -> dict:
-    table, relaxed = _table(cfg), conf_stage.read_relaxed(_folder(cfg, "configurations"))
-    calc = _calculator(cfg)
-    p = cfg.simulate.phonons
+def phonons(run: SimulationRun, settings: PipelineSettings) -> dict:
+    p = settings.phonons
     reports = {}
-    for config_id in conf_stage.lowest(table, p.n_lowest)["config_id"]:
-        folder = _folder(cfg, "phonons") / config_id
-        config_phonons(relaxed[config_id], calc, folder, p.displacement_A, p.symprec)
+    for config_id in run.lowest(run.phonons_n_lowest)["config_id"]:
+        folder = run.folder("phonons") / config_id
+        config_phonons(run.relaxed()[config_id], run.calculator(), folder, p.displacement_A, p.symprec)
         reports[config_id] = json.loads((folder / "stability.json").read_text())["verdict"]
     return reports
 
 
-def _md_systems(cfg: DictConfig) -> list[tuple[str, float, str]]:
-    """(config_id, temperature, trajectory name) of every MD run, lowest configurations first; with
-    ``simulate.md.replicas`` R > 1, R independent runs of each (their own Maxwell-Boltzmann start and noise: one
-    batch, one random stream), named ``<config>_T<T>_r<k>``."""
-    chosen = conf_stage.lowest(_table(cfg), cfg.simulate.md.configurations_per_composition)
-    replicas = int(cfg.simulate.md.get("replicas") or 1)
-    if replicas < 1:
-        raise InputError(f"simulate.md.replicas={replicas}: expected an integer >= 1")
-    suffixes = [""] if replicas == 1 else [f"_r{k}" for k in range(replicas)]
-    return [(cid, t, f"{cid}_T{t:g}{suffix}") for t in _temperatures(cfg) for cid in chosen["config_id"]
-            for suffix in suffixes]
+def md(run: SimulationRun, settings: PipelineSettings) -> dict:
+    m = settings.md
+    systems = [MDSystem(r.name, run.relaxed()[r.config_id], r.temperature_K) for r in run.md_runs()]
+    return run_md(systems, run.md_model(compute_stress=m.ensemble == "npt"), run.folder("md"), m)
 
 
-def md(cfg: DictConfig) -> dict:
-    m = cfg.simulate.md
-    settings = MDSettings(timestep_fs=m.timestep_fs, friction_per_ps=m.friction_per_ps, n_steps=m.n_steps,
-                          save_every_steps=m.save_every_steps, ensemble=m.ensemble, pressure_GPa=m.pressure_GPa,
-                          barostat_time_fs=m.barostat_time_fs, seed=cfg.seed)
-    _temperatures(cfg)  # the settings first, then what earlier stages wrote
-    relaxed = conf_stage.read_relaxed(_folder(cfg, "configurations"))
-    systems = [MDSystem(name, relaxed[cid], t) for cid, t, name in _md_systems(cfg)]
-    return run_md(systems, _md_model(cfg, compute_stress=m.ensemble == "npt"), _folder(cfg, "md"), settings)
-
-
-def _md_model(cfg: DictConfig, compute_stress: bool = False):
-    m = cfg.simulate.md
-    return batched_model(cfg.simulate.mlip_model, m.dtype, cfg.simulate.device, compute_stress=compute_stress,
-                         neighbour_list=m.get("neighbour_list", "batched"), skin_A=float(m.get("skin_A", 1.0)))
-
-
-def _phonon_configs(cfg: DictConfig) -> list[str]:
-    folder = _folder(cfg, "phonons")
-    ids = [cid for cid in conf_stage.lowest(_table(cfg), cfg.simulate.phonons.n_lowest)["config_id"]
-           if (folder / cid / "phonopy.yaml").exists()]
-    if not ids:
-        raise InputError(f"{folder}: no harmonic phonons; run `simulate.py stage=phonons` first")
-    return ids
-
-
-def nmd(cfg: DictConfig) -> dict:
+def nmd(run: SimulationRun, settings: PipelineSettings) -> dict:
     """Renormalised phonons of each configuration with harmonic phonons at every temperature, from all its replicas'
     trajectories; per configuration one plot of the dispersions at 0 K (harmonic) and at every T."""
-    relaxed = conf_stage.read_relaxed(_folder(cfg, "configurations"))
-    runs = {}
-    for cid, t, name in _md_systems(cfg):
-        runs.setdefault((cid, t), []).append(name)
-    n, m = cfg.simulate.nmd, cfg.simulate.md
-    configs = _phonon_configs(cfg)
-    if float(n.get("nve_fs") or 0) > 0:  # spectra from NVE segments started from the thermalised states
-        folder, discard_fs, thermostat_THz = _nve_segments(cfg, [r for (cid, _), names in runs.items()
-                                                                 if cid in configs for r in names]), 0.0, 0.0
+    n, m = settings.nmd, settings.md
+    points = run.runs_by_point()
+    configs = run.phonon_configs()
+    if float(n.nve_fs or 0) > 0:  # spectra from NVE segments started from the thermalised states
+        folder, discard_fs, thermostat_THz = _nve_segments(
+            run, settings, [r for (cid, _), rs in points.items() if cid in configs for r in rs]), 0.0, 0.0
     else:  # the Langevin trajectories themselves: their friction γ widens every line by γ / 2π
-        folder, discard_fs, thermostat_THz = _folder(cfg, "md"), n.discard_fs, m.friction_per_ps / (2 * np.pi)
+        folder, discard_fs, thermostat_THz = run.folder("md"), n.discard_fs, m.friction_per_ps / (2 * np.pi)
     verdicts = {}
     for cid in configs:
-        harmonic = load_phonons(_folder(cfg, "phonons") / cid / "phonopy.yaml")
-        fc = full_force_constants(harmonic)
-        curves = {"0 K (harmonic)": harmonic}
-        for t in _temperatures(cfg):
-            name = f"{cid}_T{t:g}"
-            if (cid, t) not in runs:
+        reference, fc = run.relaxed()[cid], run.force_constants(cid)
+        curves = {"0 K (harmonic)": run.harmonic(cid)}
+        for t in run.temperatures_K:
+            if (cid, t) not in points:
                 continue  # a configuration with phonons but no MD (phonons.n_lowest above md's count)
-            trajectories = [read_trajectory(trajectory_path(folder, run), discard_fs) for run in runs[(cid, t)]]
-            result = nmd_stage.decompose(trajectories, relaxed[cid], fc, n.segments, thermostat_THz,
-                                         float(n.get("degenerate_THz", nmd_stage.DEGENERATE_THZ)))
-            verdicts[name] = nmd_stage.write_results(result, relaxed[cid], t, _folder(cfg, "nmd") / name)
-            curves[f"{t:g} K (MD)"] = load_phonons(_folder(cfg, "nmd") / name / "phonopy.yaml")
+            name = run.point(cid, t)
+            trajectories = [run.trajectory(r, discard_fs, folder) for r in points[(cid, t)]]
+            result = nmd_stage.decompose(trajectories, reference, fc, n.segments, thermostat_THz, n.degenerate_THz)
+            verdicts[name] = nmd_stage.write_results(result, reference, t, run.folder("nmd") / name)
+            curves[f"{t:g} K (MD)"] = load_phonons(run.folder("nmd") / name / "phonopy.yaml")
         if len(curves) > 1:
-            nmd_stage.plot_dispersions(curves, _folder(cfg, "nmd") / f"{cid}_dispersions.png",
+            nmd_stage.plot_dispersions(curves, run.folder("nmd") / f"{cid}_dispersions.png",
                                        f"{cid}: harmonic and renormalised dispersions")
     return verdicts
 
 
-def _nve_segments(cfg: DictConfig, names: list[str]) -> Path:
-    """NVE runs of ``simulate.nmd.nve_fs`` from the last frame (positions and velocities) of each MD trajectory,
-    all in one batch, in ``<workdir>/nmd/nve/`` (resumable like any MD run); returns that folder."""
-    n, m = cfg.simulate.nmd, cfg.simulate.md
-    md_folder, out = _folder(cfg, "md"), _folder(cfg, "nmd") / "nve"
+def _nve_segments(run: SimulationRun, settings: PipelineSettings, runs: list) -> Path:
+    """NVE runs of ``nmd.nve_fs`` from the last frame (positions and velocities) of each MD trajectory, all in one
+    batch, in ``<workdir>/nmd/nve/`` (resumable like any MD run); returns that folder."""
+    from capml.simulate.md import last_frame
+
+    n, m = settings.nmd, settings.md
+    out = run.folder("nmd") / "nve"
     systems = []
-    for name in names:
-        last = read_trajectory(trajectory_path(md_folder, name))[-1]
-        systems.append(MDSystem(name, last, float(last.info["target_temperature_K"])))
-    steps = int(round(float(n.nve_fs) / m.timestep_fs))
-    settings = MDSettings(timestep_fs=m.timestep_fs, friction_per_ps=m.friction_per_ps, n_steps=steps,
-                          save_every_steps=int(n.get("nve_save_every_steps") or m.save_every_steps),
-                          ensemble="nve", seed=cfg.seed)
-    run_md(systems, _md_model(cfg), out, settings)
+    for r in runs:
+        last = last_frame(run.folder("md"), r.name)
+        systems.append(MDSystem(r.name, last, float(last.info["temperature_K"])))
+    nve = MDSettings(timestep_fs=m.timestep_fs, friction_per_ps=m.friction_per_ps,
+                     n_steps=int(round(float(n.nve_fs) / m.timestep_fs)),
+                     save_every_steps=int(n.nve_save_every_steps or m.save_every_steps), ensemble="nve", seed=m.seed)
+    run_md(systems, run.md_model(), out, nve)
     return out
 
 
-def gaps(cfg: DictConfig) -> pd.DataFrame:
+def gaps(run: SimulationRun, settings: PipelineSettings) -> pd.DataFrame:
     """Eg(0), <Eg>_T and ΔEg with the gap model (simulate.gnn_checkpoint, HSE06-level by default), and the same
     columns of the model beside it (simulate.gnn_checkpoint_beside, PBEsol) with its fidelity as suffix."""
-    model = gap_model(cfg)  # the model first, then what earlier stages wrote
-    table = _table(cfg)
-    relaxed = conf_stage.read_relaxed(_folder(cfg, "configurations"))
-    discard = cfg.simulate.gaps.discard_fs
-    auto = str(discard).strip().lower() == "auto"
-    if not auto and not isinstance(discard, (int, float)):
-        raise InputError(f"simulate.gaps.discard_fs={discard!r}: expected a time in fs or 'auto'")
-    runs = [(cid, t, read_trajectory(trajectory_path(_folder(cfg, "md"), name), 0.0 if auto else discard))
-            for cid, t, name in _md_systems(cfg)]
-    out = _folder(cfg, "gaps")
+    g = settings.gaps
+    model = run.gap_model()  # the model first, then what earlier stages wrote
+    table, relaxed = run.table(), run.relaxed()
+    md_runs = run.md_runs()
+    runs = [(r.config_id, r.temperature_K, run.trajectory(r, 0.0 if g.auto else g.discard_fs)) for r in md_runs]
+    out = run.folder("gaps")
     out.mkdir(parents=True, exist_ok=True)
-    flag = flag_threshold_eV(cfg, model)
-    static, per_config, summary, series = _gap_tables(model, table, relaxed, runs, flag, auto)
-    if cfg.simulate.get("gnn_checkpoint_beside"):
-        beside = gap_model(cfg, "gnn_checkpoint_beside")
+    flag = run.flag_threshold_eV(g.flag_std_eV)
+    static, per_config, summary, series = _gap_tables(model, table, relaxed, runs, flag, g.auto)
+    if run.gnn_checkpoint_beside:
+        beside = run.gap_model("gnn_checkpoint_beside")
         if beside.fidelity != model.fidelity:
-            _, other_config, other, _ = _gap_tables(beside, table, relaxed, runs, float("nan"), auto)
+            _, other_config, other, _ = _gap_tables(beside, table, relaxed, runs, float("nan"), g.auto)
             keys = ["x", "temperature_K"]
             columns = ["lowest_gap_0_eV", "lowest_gap_T_eV", "lowest_gap_T_total_err_eV", "lowest_delta_gap_percent",
                        "boltzmann_gap_T_eV", "boltzmann_delta_gap_percent"]
@@ -241,13 +209,13 @@ def gaps(cfg: DictConfig) -> pd.DataFrame:
     summary.to_csv(out / "gaps_summary.csv", index=False)
     series.to_csv(out / "gap_series.csv", index=False)
     title = f"gap model: {model.fidelity.upper()}, {model.members} member(s); errors: MD sampling and ensemble"
-    x_label = solid_solution(cfg).x_label
+    x_label = run.system.x_label
     gap_stage.plot_gaps(summary, out / "eg_x_T.png", title=title, x_label=x_label)
     gap_stage.plot_map(summary, out / "eg_map.png", x_label=x_label, title=title)
-    simulated = sorted({cid for cid, _, _ in _md_systems(cfg)})
-    gap_stage.boltzmann_coverage(table, simulated, _temperatures(cfg)).to_csv(out / "boltzmann_coverage.csv",
-                                                                            index=False)
-    _log_gap_summary(summary, model, flag, static, per_config, discard)
+    simulated = sorted({r.config_id for r in md_runs})
+    gap_stage.boltzmann_coverage(table, simulated, run.temperatures_K).to_csv(out / "boltzmann_coverage.csv",
+                                                                             index=False)
+    _log_gap_summary(summary, model, flag, static, per_config, g.discard_fs)
     return summary
 
 
@@ -289,40 +257,54 @@ def _log_gap_summary(summary, model, flag_std_eV: float, static, per_config, dis
                     100 * row["snapshots_outside_training_data"], flag_std_eV)
 
 
-def modes(cfg: DictConfig) -> dict:
-    model = gap_model(cfg)
-    relaxed = conf_stage.read_relaxed(_folder(cfg, "configurations"))
+def modes(run: SimulationRun, settings: PipelineSettings) -> dict:
+    model = run.gap_model()
     written = {}
-    for cid in _phonon_configs(cfg):
-        fc = full_force_constants(load_phonons(_folder(cfg, "phonons") / cid / "phonopy.yaml"))
-        for t in _temperatures(cfg):
-            out = _folder(cfg, "modes") / f"{cid}_T{t:g}"
+    for cid in run.phonon_configs():
+        for t in run.temperatures_K:
+            name = run.point(cid, t)
+            out = run.folder("modes") / name
             out.mkdir(parents=True, exist_ok=True)
-            table = mode_stage.frozen_modes(relaxed[cid], fc, model, t, cfg.simulate.modes.acoustic_THz)
+            table = mode_stage.frozen_modes(run.relaxed()[cid], run.force_constants(cid), model, t,
+                                            settings.modes.acoustic_THz)
             table.to_csv(out / "modes.csv", index=False)
             mode_stage.plot_modes(table, out / "modes.png", f"{cid}, {t:g} K, Eg(0) = {table.attrs['gap_0_eV']:.3f} eV")
-            written[f"{cid}_T{t:g}"] = str(out)
+            written[name] = str(out)
     return written
 
 
-PIPELINE = {"configurations": configurations, "phonons": phonons, "md": md, "nmd": nmd, "gaps": gaps,
-            "modes": modes}
+STAGE_FUNCTIONS = {"configurations": configurations, "phonons": phonons, "md": md, "nmd": nmd, "gaps": gaps,
+                   "modes": modes}
 
 
-def pipeline(cfg: DictConfig) -> Path:
-    """All stages in order; prints where each stage's results are."""
-    for name, stage in PIPELINE.items():
+def _from_config(stage):
+    def run_from_config(cfg: DictConfig):
+        return stage(SimulationRun.from_config(cfg), PipelineSettings.from_config(cfg))
+    run_from_config.__name__, run_from_config.__doc__ = stage.__name__, stage.__doc__
+    return run_from_config
+
+
+PIPELINE = {name: _from_config(stage) for name, stage in STAGE_FUNCTIONS.items()}
+
+
+def run_pipeline(run: SimulationRun, settings: PipelineSettings) -> Path:
+    """All stages in order on one run (its state read once); prints where each stage's results are."""
+    for name, stage in STAGE_FUNCTIONS.items():
         log.info("stage %s", name)
-        stage(cfg)
-    workdir = Path(cfg.workdir).resolve()
-    results = {name: str(workdir / name) for name in PIPELINE}
+        stage(run, settings)
+    workdir = run.workdir.resolve()
+    results = {name: str(workdir / name) for name in STAGE_FUNCTIONS}
     results["plots"] = sorted(str(p) for p in workdir.glob("*/**/*.png"))
     write_json((workdir / "results.json"), results, indent=1)
     print("capml simulate pipeline results:")
-    for name in PIPELINE:
+    for name in STAGE_FUNCTIONS:
         print(f"  {name:15s} {results[name]}")
     print(f"  Eg(x, T) table  {workdir / 'gaps' / 'gaps_summary.csv'}")
     print(f"  Eg(x, T) plot   {workdir / 'gaps' / 'eg_x_T.png'}")
     print(f"  Eg(x, T) map    {workdir / 'gaps' / 'eg_map.png'}")
     return workdir
 
+
+def pipeline(cfg: DictConfig) -> Path:
+    """All stages in order, from the composed config."""
+    return run_pipeline(SimulationRun.from_config(cfg), PipelineSettings.from_config(cfg))

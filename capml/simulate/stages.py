@@ -11,12 +11,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from capml.cli import save_resolved_config
 from capml.errors import InputError
-from capml.io.dataset import check_structure, read_dataset, read_structures, write_dataset
+from capml.io.contract import check_structure, read_dataset, write_dataset
+from capml.io.extxyz import read_structures
 from capml.labels.base import Labeller
 from capml.labels.run import parse_shard, run_labels
 from capml.simulate import md_check as md_check_stage
 from capml.simulate import pipeline as simulate_pipeline
-from capml.simulate.md import read_trajectory, trajectory_path
+from capml.simulate.run import SimulationRun
 from capml.simulate.pipeline import solid_solution
 from capml.structures.parents import end_member_phonons
 from capml.structures.sampler import sample_structures
@@ -121,18 +122,15 @@ def validate(cfg: DictConfig) -> Path:
 def md_check(cfg: DictConfig):
     """Label snapshots of each MD trajectory (resumable) and compare MLIP energies/forces and GNN gaps with them."""
     c = cfg.simulate.md_check
-    out = Path(cfg.workdir) / "md_check"
+    run = SimulationRun.from_config(cfg)
+    out = run.folder("md_check")
     out.mkdir(parents=True, exist_ok=True)
-    md_dir = Path(cfg.workdir) / "md"
     runs, run_of = [], {}
-    for cid, temperature, name in simulate_pipeline._md_systems(cfg):
-        path = trajectory_path(md_dir, name)
-        if not path.exists():
-            raise InputError(f"{path}: not found; run `simulate.py stage=md` first")
-        runs.append((name, read_trajectory(path)))
-        run_of[name] = (cid, temperature)
+    for r in run.md_runs():
+        runs.append((r.name, run.trajectory(r)))
+        run_of[r.name] = (r.config_id, r.temperature_K)
     snapshots = md_check_stage.pick_snapshots(runs, c.snapshots_per_run, c.get("id_prefix") or "")
-    configs = simulate_pipeline._table(cfg)
+    configs = run.table()
     x_of = dict(zip(configs["config_id"], configs["x"]))
     for atoms in snapshots:  # dataset metadata: composition and the MD temperature (the split group is the run)
         cid, temperature = run_of[atoms.info["system"]]
@@ -156,11 +154,11 @@ def md_check(cfg: DictConfig):
     labelled = read_dataset(dataset) if dataset.exists() else []
     if not labelled:
         raise InputError(f"{dataset}: no snapshot labelled (failures in {dataset}.failures.jsonl)")
-    gnn = simulate_pipeline.gap_model(cfg)
+    gnn = run.gap_model()
     if not any(f"gap_{gnn.fidelity}" in a.info for a in labelled):
         log.warning("md_check: the GNN predicts gap_%s, which no labelled snapshot has (labels give %s); its gap "
                     "is not compared", gnn.fidelity, sorted(k for k in labelled[0].info if k.startswith("gap_")))
-    table = md_check_stage.compare(labelled, simulate_pipeline._calculator(cfg), gnn)
+    table = md_check_stage.compare(labelled, run.calculator(), gnn)
     table.to_csv(out / md_check_stage.TABLE, index=False)
     md_check_stage.plot(table, out / "md_check.png")
     log.info("MD snapshots against %s (gap: %s):\n%s", labeller.fidelity, gnn.fidelity, table.drop(

@@ -7,7 +7,7 @@ import pytest
 
 from capml.data.datamodule import GraphDataModule
 from capml.errors import InputError
-from capml.io.dataset import read_dataset, read_settings
+from capml.io.contract import read_dataset, read_settings
 
 
 def module(path, tmp_path, **kwargs):
@@ -68,7 +68,7 @@ def test_max_frames_keeps_the_first_frames_only(gap_dataset, tmp_path):
 
 
 def test_extra_train_frames_join_the_training_split_only(gap_dataset, tmp_path):
-    from capml.io.dataset import write_dataset
+    from capml.io.contract import write_dataset
 
     frames = read_dataset(gap_dataset, require=())
     extra = [a.copy() for a in frames[:6]]
@@ -101,7 +101,7 @@ def test_extra_train_frames_join_the_training_split_only(gap_dataset, tmp_path):
 
 def test_an_extra_train_file_of_other_settings_is_refused(gap_dataset, tmp_path):
     """Labels of another labeller (settings differ, or no settings to tell) never join the training split."""
-    from capml.io.dataset import DatasetSettings, write_dataset
+    from capml.io.contract import DatasetSettings, write_dataset
 
     extra = [a.copy() for a in read_dataset(gap_dataset, require=())[:3]]
     for k, atoms in enumerate(extra):
@@ -118,7 +118,7 @@ def test_an_extra_train_file_of_other_settings_is_refused(gap_dataset, tmp_path)
 
 def test_an_extra_train_file_without_the_target_adds_nothing(gap_dataset, tmp_path):
     """A PBEsol-only file among the extra files of a HSE06 model: no frames from it, and no error."""
-    from capml.io.dataset import write_dataset
+    from capml.io.contract import write_dataset
 
     frames = read_dataset(gap_dataset, require=())
     other = [a.copy() for a in frames[:3]]

@@ -8,7 +8,7 @@ import pytest
 
 from capml.data.graph_dataset import CrystalGraphDataset
 from capml.errors import InputError
-from capml.io.dataset import read_dataset
+from capml.io.contract import read_dataset
 
 
 def test_targets_match_the_file(gap_dataset, tmp_path):

@@ -9,7 +9,7 @@ import torch
 
 from capml.graphs.build import batch_graphs
 from capml.graphs.descriptors import MACEDescriptors, portable, resolve
-from capml.io.dataset import read_dataset
+from capml.io.contract import read_dataset
 from tests.simulate.conftest import small_mace
 
 

@@ -5,7 +5,8 @@ import threading
 import pytest
 
 from capml.io.atomic import atomic_path, write_text
-from capml.io.dataset import read_structures, write_dataset
+from capml.io.contract import write_dataset
+from capml.io.extxyz import read_structures
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

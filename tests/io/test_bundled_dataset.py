@@ -10,7 +10,8 @@ import pytest
 from ase.units import GPa
 
 from capml.cli import ROOT
-from capml.io.dataset import read_dataset, read_failures, read_settings, read_structures
+from capml.io.contract import read_dataset, read_settings
+from capml.io.extxyz import read_failures, read_structures
 
 DATA = ROOT / "data" / "ag3sbri"
 DATASET = DATA / "dataset.extxyz"

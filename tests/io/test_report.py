@@ -3,7 +3,7 @@ import json
 import numpy as np
 from ase.build import bulk
 
-from capml.io.dataset import DatasetSettings, write_dataset
+from capml.io.contract import DatasetSettings, write_dataset
 from capml.io.report import summarise
 
 

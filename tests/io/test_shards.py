@@ -7,10 +7,10 @@ import sys
 import pytest
 
 from capml.cli import ROOT
-from capml.io.dataset import DatasetSettings, read_dataset, read_settings, write_dataset
+from capml.io.contract import DatasetSettings, read_dataset, read_settings, write_dataset
 from capml.io.shards import shard_files, shard_path
 
-from .test_dataset import labelled
+from .frames import labelled
 
 
 def test_merge_shards_from_the_command_line_in_input_order(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from ase.build import bulk
 from ase.dft.bandgap import bandgap
 
-from capml.io.dataset import validate_frames
+from capml.io.contract import validate_frames
 from capml.labels.gpaw import GPAWLabeller
 from capml.labels.tblite import TBLiteLabeller
 from capml.structures.prototypes import antiperovskite

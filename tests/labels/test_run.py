@@ -12,9 +12,9 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from capml.errors import InputError
-from capml.io.dataset import read_dataset, read_settings, write_dataset
+from capml.io.contract import read_dataset, read_settings, write_dataset
 from capml.labels.ase_calc import ASECalculatorLabeller
-from capml.io.dataset import read_failures
+from capml.io.extxyz import read_failures
 from capml.labels.run import run_labels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -187,7 +187,7 @@ def test_shard_option_from_the_command_line(tmp_path):
 def test_torn_failure_line_and_a_second_run_on_one_output(tmp_path):
     """A kill while a failure is written leaves half a line: the next run retries that structure instead of
     failing on the file. A second label run on an output that one is writing is refused."""
-    from capml.io.dataset import failures_path
+    from capml.io.extxyz import failures_path
     from capml.io.shards import shard_lock
 
     out = tmp_path / "d.extxyz"

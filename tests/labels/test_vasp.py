@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from capml.errors import InputError
-from capml.io.dataset import validate_frames
+from capml.io.contract import validate_frames
 from capml.labels.vasp import functional_name, read_vasp, read_vasp_run
 
 KBAR_PER_EV_A3 = 1602.1766208

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from .mlip_data import emt_frames, mlip_config
 
-from capml.io.dataset import write_dataset
+from capml.io.contract import write_dataset
 
 
 @pytest.fixture(scope="session")

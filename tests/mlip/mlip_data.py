@@ -35,7 +35,7 @@ def emt_frames(n_configs: int = 12, per_config: int = 2, seed: int = 0, force_sc
 
 def mlip_config(**overrides):
     """The shipped mlip config group with test overrides (dotted keys)."""
-    cfg = OmegaConf.create({"task": "mlip", "mlip": OmegaConf.load(CONFIG_DIR / "mlip" / "default.yaml")})
+    cfg = OmegaConf.create({"mlip": OmegaConf.load(CONFIG_DIR / "mlip" / "default.yaml")})
     for key, value in overrides.items():
         OmegaConf.update(cfg, f"mlip.{key}", value, merge=False)
     return cfg

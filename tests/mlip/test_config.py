@@ -1,4 +1,4 @@
-"""The mlip config group and experiments compose as train.py composes them (`- mlip: default`, experiment=...)."""
+"""The MACE stage's primary config (conf/train_mlip.yaml) and its experiments compose as train.py composes them."""
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -7,21 +7,11 @@ from omegaconf import OmegaConf
 from capml.cli import CONFIG_DIR, ROOT
 
 
-@pytest.fixture
-def primary(tmp_path):
-    """A primary config with train.yaml's system and mlip slots, searching the shipped conf/ for the groups."""
-    (tmp_path / "primary.yaml").write_text(
-        "defaults:\n  - _self_\n  - system/_defaults\n  - system: ag3sbri\n  - mlip: default\n  - optional experiment: null\n"
-        f"task: gnn\nhydra:\n  searchpath:\n    - file://{CONFIG_DIR}\n"
-    )
-    return tmp_path
-
-
 @pytest.mark.parametrize("experiment", ["mlip_finetune", "mlip_base"])
-def test_experiments_set_task_and_resolve(primary, experiment):
-    with initialize_config_dir(config_dir=str(primary), version_base="1.3"):
-        cfg = compose(config_name="primary", overrides=[f"experiment={experiment}"])
-    assert cfg.task == "mlip"
+def test_experiments_compose_on_train_mlip_and_resolve(experiment):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train_mlip", overrides=[f"experiment={experiment}"])
+    assert cfg.run_name == f"mlip_{cfg.mlip.name}" and "model" not in cfg
     m = OmegaConf.to_container(cfg.mlip, resolve=True)
     assert m["dataset"] == str(ROOT / "data" / "ag3sbri" / "dataset.extxyz")
     assert m["loss"] == "stress" and m["stress_weight"] > 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from capml.errors import InputError
-from capml.io.dataset import read_dataset, write_dataset
+from capml.io.contract import read_dataset, write_dataset
 from capml.mlip.data import write_splits
 from capml.mlip.train import mace_arguments, run
 
@@ -189,7 +189,7 @@ def start_and_wait_for_epoch(cmd, root: Path, env: dict, log: Path, line: str, t
 
 @pytest.mark.slow
 def test_killed_run_takes_the_mace_trainer_with_it_and_reruns(tmp_path, emt_dataset):
-    """kill -9 `train.py task=mlip` while mace trains: the mace child ends with it (no orphan training beside the
+    """kill -9 `train.py experiment=mlip_base` while mace trains: the mace child ends with it (no orphan training beside the
     rerun), and the same command then finishes (mace resumes from its latest checkpoint)."""
     import os
     import signal
@@ -201,7 +201,7 @@ def test_killed_run_takes_the_mace_trainer_with_it_and_reruns(tmp_path, emt_data
     out = tmp_path / "mlip"
     cmd = [sys.executable, "train.py", "experiment=mlip_base", f"mlip.dataset={emt_dataset}", f"mlip.out_dir={out}",
            "mlip.epochs=40", "mlip.export_model=null", "mlip.evaluate.phonons=null", "mlip.valid_fraction=0.2",
-           "mlip.test_fraction=0.25", "mlip.architecture.num_channels=8", "logger=csv",
+           "mlip.test_fraction=0.25", "mlip.architecture.num_channels=8",
            f"hydra.run.dir={tmp_path / 'run'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     parent = start_and_wait_for_epoch(cmd, root, env, out / "mace" / "mace_stdout.log", "Epoch 1")
@@ -246,7 +246,7 @@ def test_killed_run_with_resume_off_ends_with_the_uninterrupted_numbers(tmp_path
         return [sys.executable, "train.py", "experiment=mlip_base", f"mlip.dataset={emt_dataset}",
                 f"mlip.out_dir={out}", "mlip.epochs=20", "mlip.export_model=null", "mlip.evaluate.phonons=null",
                 "mlip.valid_fraction=0.2", "mlip.test_fraction=0.25", "mlip.architecture.num_channels=8",
-                "mlip.resume=false", "logger=csv", f"hydra.run.dir={out}_run"]
+                "mlip.resume=false", f"hydra.run.dir={out}_run"]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     straight = subprocess.run(command(tmp_path / "straight"), cwd=root, env=env, capture_output=True, text=True)

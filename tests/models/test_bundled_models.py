@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from capml.cli import ROOT
-from capml.io.dataset import read_dataset
+from capml.io.contract import read_dataset
 from capml.models.predict import GapPredictor
 
 

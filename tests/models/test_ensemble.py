@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from capml.errors import InputError
-from capml.io.dataset import read_dataset
+from capml.io.contract import read_dataset
 from capml.models.predict import GapPredictor
 from capml.models.train import run
 from tests.conftest import gnn_config

@@ -6,7 +6,7 @@ import numpy as np
 from ase.neighborlist import neighbor_list
 
 from capml.data.graph_dataset import CrystalGraphDataset
-from capml.io.dataset import read_dataset
+from capml.io.contract import read_dataset
 from capml.models.explain import element_pair_importance
 from capml.models.module import GraphRegressor
 

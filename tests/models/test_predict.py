@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from capml.errors import InputError
-from capml.io.dataset import read_dataset
+from capml.io.contract import read_dataset
 from capml.models.predict import GapPredictor
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from capml.errors import InputError
-from capml.io.dataset import read_dataset
+from capml.io.contract import read_dataset
 from capml.models.predict import GapPredictor
 from capml.simulate.active_learning import pick_uncertain
 from capml.simulate.stages import run_stage

@@ -39,7 +39,7 @@ def test_langevin_temperature_and_fluctuations_match_ase(copper, tmp_path):
     settings = MDSettings(timestep_fs=1.0, friction_per_ps=5.0, n_steps=n_steps, save_every_steps=10, seed=3)
     paths = run_md([MDSystem(f"cu{i}", cu, T_K) for i in range(n_copies)], HarmonicModel(cu.positions, fc, n_copies),
                    tmp_path, settings, progress=False)
-    ours = np.concatenate([[f.info["temperature_K"] for f in read_trajectory(p, discard_fs=1000)]
+    ours = np.concatenate([[f.info["kinetic_temperature_K"] for f in read_trajectory(p, discard_fs=1000)]
                            for p in paths.values()])
 
     hessian = fc.transpose(0, 2, 1, 3).reshape(3 * len(cu), 3 * len(cu))

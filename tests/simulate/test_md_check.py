@@ -53,7 +53,7 @@ def test_pick_snapshots_spacing_and_errors():
 
 
 def test_a_gap_model_is_compared_only_with_its_own_fidelity(trained_run, gap_dataset, mace_model_path):
-    from capml.io.dataset import read_dataset
+    from capml.io.contract import read_dataset
     from capml.mlip.calculator import mace_calculator
     from capml.models.predict import GapPredictor
     from capml.simulate.md_check import compare

@@ -11,7 +11,8 @@ from phonopy import Phonopy
 
 from capml.labels.tblite import TBLiteLabeller
 from capml.phonons import full_force_constants, gamma_modes, harmonic_phonons, to_phonopy_atoms
-from capml.simulate.modes import frozen_modes, mode_amplitudes, mode_displacements, plot_modes, species_character
+from capml.phonons import mode_amplitudes
+from capml.simulate.modes import frozen_modes, mode_displacements, plot_modes, species_character
 from capml.structures.prototypes import antiperovskite
 
 HBAR_J_S = 1.054571817e-34

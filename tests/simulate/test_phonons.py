@@ -11,7 +11,7 @@ from ase.calculators.emt import EMT
 from phonopy import Phonopy
 
 from capml.phonons import full_force_constants, stability, to_ase_atoms, to_phonopy_atoms
-from capml.simulate.phonons import config_phonons
+from capml.phonons import config_phonons
 
 
 def test_supercell_phonons_match_phonopy_on_the_primitive_cell(tmp_path):

@@ -179,9 +179,10 @@ def test_replicas_run_in_one_batch_and_carry_the_sampling_error(pipeline_run, ma
 
 
 def test_eg_map_experiment_covers_every_composition_and_temperature(tmp_path):
-    from capml.simulate.pipeline import _compositions, _temperatures
+    from capml.simulate.run import SimulationRun
 
     cfg = simulate_config(tmp_path, "experiment=eg_map")
-    assert cfg.stage == "pipeline" and _compositions(cfg) == list(range(9))  # all k/8 of the 2x2x2 cell
-    assert _temperatures(cfg) == [100.0, 200.0, 300.0, 400.0, 500.0, 600.0]
+    run = SimulationRun.from_config(cfg)
+    assert cfg.stage == "pipeline" and run.compositions == list(range(9))  # all k/8 of the 2x2x2 cell
+    assert run.temperatures_K == [100.0, 200.0, 300.0, 400.0, 500.0, 600.0]
     assert cfg.simulate.md.replicas == 2 and cfg.simulate.gaps.discard_fs == "auto"

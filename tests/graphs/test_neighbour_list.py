@@ -8,7 +8,7 @@ from ase import Atoms
 from ase.neighborlist import neighbor_list
 
 from capml.errors import InputError
-from capml.graphs.neighbours import periodic_neighbours
+from capml.graphs.neighbour_list import periodic_neighbours
 from capml.structures.prototypes import antiperovskite
 from capml.structures.system import load_system
 from capml.structures.thermal import uniform_rattle
