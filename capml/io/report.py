@@ -1,7 +1,7 @@
 """Summaries of a dataset file for its data card: counts per composition, temperature and sampling, label
 wall time, and gap histograms per fidelity.
 
-    python -m capml.io.report data/ag3sbri/dataset.extxyz --system ag3sbri [--out DIR] [--card data/ag3sbri/README.md]
+    python -m capml.io.report data/<system>/dataset.extxyz --system <system> [--out DIR] [--card data/<system>/README.md]
 
 ``--card`` writes the data card: a Markdown template (settings, commands, notes) filled in with the counts,
 wall times and plots of the dataset as it is now, so the card is regenerated with every commit of a growing set.

@@ -94,8 +94,8 @@ class GPAWLabeller(Labeller):
         self.setups_dir = setups_dir
         self.txt = txt
         # GPAW 26's new code gives non-self-consistent hybrid gaps that depend on how the same k-points are
-        # sampled (Ag3SBr HSE06: 3.46 eV for the 40-atom cell at Γ, 1.50 eV for the 5-atom cell on the
-        # equivalent 2x2x2 mesh, 0.98 and 0.78 eV on 4x4x4 and 6x6x6). The legacy calculator gives 2.03, 2.03
+        # sampled (HSE06 of the default system: 3.46 eV for the 40-atom cell at Γ, 1.50 eV for the 5-atom cell
+        # on the equivalent 2x2x2 mesh, 0.98 and 0.78 eV on 4x4x4 and 6x6x6). The legacy calculator gives 2.03, 2.03
         # and 1.99 eV, so the hybrid gap is computed on a legacy ground state.
         self.legacy_gpaw = legacy_gpaw
 

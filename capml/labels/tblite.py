@@ -11,7 +11,7 @@ from capml.labels.base import Labeller, Labels
 
 
 class TBLiteLabeller(Labeller):
-    """GFN2-xTB under periodic boundaries (Γ only). GFN1-xTB gives broken forces for Ag3SBr: not offered."""
+    """GFN2-xTB under periodic boundaries (Γ only). GFN1-xTB gives broken forces for the bundled system: not offered."""
 
     def __init__(self, fidelity: str = "gfn2", accuracy: float = 1.0, electronic_temperature_K: float = 300.0,
                  max_iterations: int = 250):

@@ -175,7 +175,7 @@ def parent_cell(parent) -> Atoms:
 
 
 def load_system(name: str | Path, **overrides) -> SolidSolution:
-    """A system by name from capml's conf/system/ (e.g. ``"ag3sbri"``) or from a YAML file path; ``overrides``
+    """A system by name from capml's conf/system/ (e.g. ``"cspbbri"``) or from a YAML file path; ``overrides``
     replace fields (e.g. ``supercell=(2, 2, 1)``)."""
     from omegaconf import OmegaConf
 
