@@ -273,6 +273,14 @@ def modes(run: SimulationRun, settings: PipelineSettings) -> dict:
     return written
 
 
+def expansion(run: SimulationRun, settings: PipelineSettings) -> pd.DataFrame:
+    """Lattice parameter against T and ΔEg(T) with and without thermal expansion (md and gaps in NVT and NPT,
+    capml.simulate.expansion); not part of the pipeline."""
+    from capml.simulate.expansion import thermal_expansion
+
+    return thermal_expansion(run, settings, md, gaps)
+
+
 STAGE_FUNCTIONS = {"configurations": configurations, "phonons": phonons, "md": md, "nmd": nmd, "gaps": gaps,
                    "modes": modes}
 
@@ -285,6 +293,7 @@ def _from_config(stage):
 
 
 PIPELINE = {name: _from_config(stage) for name, stage in STAGE_FUNCTIONS.items()}
+EXTRA_STAGES = {"expansion": _from_config(expansion)}
 
 
 def run_pipeline(run: SimulationRun, settings: PipelineSettings) -> Path:

@@ -64,6 +64,7 @@ class SimulationRun:
     neighbour_list: str = "batched"
     skin_A: float = 1.0
     seed: int = 0
+    layout: dict = field(default_factory=dict)  # stage -> folder relative to workdir, where not <stage>
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -92,8 +93,15 @@ class SimulationRun:
 
     # -- layout ------------------------------------------------------------------------------------------------
     def folder(self, stage: str) -> Path:
-        """Where ``stage`` writes: ``<workdir>/<stage>``."""
-        return self.workdir / stage
+        """Where ``stage`` writes: ``<workdir>/<stage>`` unless ``layout`` moves it."""
+        return self.workdir / self.layout.get(stage, stage)
+
+    def moved(self, **folders: str) -> "SimulationRun":
+        """The same run with some stages' folders moved (``md="expansion/npt/md"``); what the other stages
+        wrote is shared, cached state is not."""
+        from dataclasses import replace
+
+        return replace(self, layout={**self.layout, **folders}, _cache={})
 
     @staticmethod
     def point(config_id: str, temperature_K: float) -> str:

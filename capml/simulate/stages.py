@@ -192,7 +192,7 @@ def active_learning(cfg: DictConfig) -> dict:
 
 STAGES = {"parents": parents, "lattice": lattice, "active_learning": active_learning, "sample": sample, "label": label, "validate": validate, "data_demo": data_demo,
           "md_check": md_check, "import_vasp": import_vasp,
-          **simulate_pipeline.PIPELINE, "pipeline": simulate_pipeline.pipeline, "demo": simulate_pipeline.pipeline}
+          **simulate_pipeline.PIPELINE, **simulate_pipeline.EXTRA_STAGES, "pipeline": simulate_pipeline.pipeline, "demo": simulate_pipeline.pipeline}
 
 
 def run_stage(cfg: DictConfig):
