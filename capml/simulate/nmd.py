@@ -6,7 +6,7 @@ for all modes and frames in one matrix product. The power spectrum of each q̇_s
 is fitted with a Lorentzian, giving the renormalised frequency and the linewidth (FWHM) of the mode.
 Renormalised force constants Φ = M^½ E diag(ω²) Eᵀ M^½ rebuilt from the fitted frequencies give
 the renormalised dispersion through phonopy (interpolated from the commensurate q-points), the same
-construction as DynaPhoPy's. DynaPhoPy itself calls phonopy API removed before phonopy 4, hence this.
+construction as DynaPhoPy's. DynaPhoPy 1.19 (optional extra `compare`) runs with phonopy 4.10; bench/bench_nmd_dynaphopy.py compares the two.
 
 Modes degenerate in the harmonic reference (within ``degenerate_THz``) are fitted once, on their
 summed spectra: a sum over an orthonormal basis of a degenerate subspace does not depend on which basis the

@@ -5,7 +5,7 @@ defaults; its docstring gives the set-up). Truth: phonopy's frequencies, FWHM γ
 
 Tolerances, from seeds 1, 2 and 3 of this run (bench/README.md; this test is seed 1), worst value over the 93
 optical modes and the three seeds, limit about twice that:
-- frequency: capml to truth 0.95 % (limit 2 %), DynaPhoPy to truth 0.71 % (2 %), capml to DynaPhoPy 0.37 % (1 %),
+- frequency: capml to truth 0.95 % (limit 2 %), DynaPhoPy to truth 0.71 % (2 %), capml to DynaPhoPy 0.38 % (1 %),
   median capml to DynaPhoPy 0.06 % (0.2 %). Both see the same frames, so they agree better with each other than
   with the truth: the rest is sampling noise of 0.48-THz-wide lines in 8 x 20 ps, plus the +0.05-0.24 % that a
   Lorentzian fit to the slightly asymmetric damped-oscillator line gives on noiseless data.
