@@ -7,8 +7,9 @@ the thermostat's of an MD run, the row of a results table), ``kinetic_temperatur
 for the sampler's set-point, so files already labelled stay valid; :func:`canonical_info` reads older MD
 trajectories, whose frames named the set-point ``target_temperature_K`` and the kinetic value ``temperature_K``.
 
-Splits of the gap models are ``train``, ``val`` and ``test`` (``SPLITS``); the MLIP's still follow mace-torch's
-``valid`` (``mlip.valid_fraction``, ``valid.extxyz``).
+Splits are ``train``, ``val`` and ``test`` (``SPLITS``) for the gap models and the MLIP alike (``mlip.val_fraction``,
+``val.extxyz``; only the flag handed to mace-torch keeps its own name, ``--valid_file``). ``splits.json`` files written
+before carry ``valid``; :func:`capml.mlip.data.pinned_split` reads both.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
     python -m capml.io.dataset FILE --drop-fidelity NAME [--structure ID ...]
     python -m capml.io.dataset FILE --prefix-ids P --out OUT
     python -m capml.io.dataset FILE --merge-shards --structures INPUT
+    python -m capml.io.dataset OUT --concat A B ...
 
 The contract these files follow is :mod:`capml.io.contract`, structure files :mod:`capml.io.extxyz`, the shard
 files of parallel label runs :mod:`capml.io.shards`.
@@ -59,11 +60,36 @@ def prefix_ids(path: str | Path, prefix: str, out: str | Path) -> int:
     return len(frames)
 
 
+def concat(out: str | Path, inputs: Sequence[str | Path]) -> int:
+    """Write the frames of ``inputs`` one after the other to ``out``, with their label settings merged (refused
+    where a fidelity was labelled with other settings, or a structure_id occurs twice); returns the frame count.
+    ``out`` must not be one of the inputs."""
+    if not inputs:
+        raise InputError("--concat: expected at least one input dataset")
+    frames, settings, seen = [], read_settings(inputs[0]), {}
+    for path in inputs:
+        if Path(path).resolve() == Path(out).resolve():
+            raise InputError(f"{out}: the output must not be one of the --concat inputs")
+        if shard_files(path):
+            raise InputError(f"{path}: shard files of a label run are waiting to be merged; merge them first")
+        settings = settings.merged_with(read_settings(path), where=str(path))
+        for atoms in read_complete_frames(path):
+            sid = str(atoms.info.get("structure_id"))
+            if sid in seen:
+                raise InputError(f"{path}: structure_id {sid!r} is already in {seen[sid]}; expected distinct ids "
+                                 "(--prefix-ids makes them so)")
+            seen[sid] = str(path)
+            frames.append(atoms)
+    write_dataset(out, frames, settings)
+    return len(frames)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m capml.io.dataset FILE --drop-fidelity NAME [--structure ID ...]``: drop labels of one fidelity
     found wrong (on every frame, or on the named structures). ``python -m capml.io.dataset FILE --prefix-ids P
     --out OUT``: a copy with P before every structure_id. ``python -m capml.io.dataset FILE --merge-shards
-    --structures INPUT``: the shard files of a label run merged into FILE in INPUT's order."""
+    --structures INPUT``: the shard files of a label run merged into FILE in INPUT's order. ``python -m
+    capml.io.dataset OUT --concat A B``: A's frames, then B's, into OUT."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -71,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--drop-fidelity", metavar="NAME", help="e.g. hse06 drops gap_hse06")
     action.add_argument("--prefix-ids", metavar="P", help="write a copy (--out) with P before every structure_id")
+    action.add_argument("--concat", nargs="+", metavar="INPUT",
+                        help="write DATASET as the frames of the INPUT datasets in turn (label settings must agree)")
     action.add_argument("--merge-shards", action="store_true",
                         help="merge the shard files of a label.shard run into DATASET (input order from --structures)")
     parser.add_argument("--structures", help="with --merge-shards (required there): the label run's input, for the "
@@ -84,6 +112,10 @@ def main(argv: list[str] | None = None) -> None:
         order = [str(a.info.get("structure_id")) for a in read_structures(args.structures)]
         merged, total = merge_shards(args.dataset, order)
         print(f"{args.dataset}: {merged} frames merged from shard files, {total} frames in all")
+        return
+    if args.concat:
+        n = concat(args.dataset, args.concat)
+        print(f"{args.dataset}: {n} frames from {len(args.concat)} datasets")
         return
     if args.prefix_ids is not None:
         if not args.out:

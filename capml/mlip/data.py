@@ -22,7 +22,7 @@ from capml.io.contract import (ENERGY_KEY, FORCES_KEY, STRESS_KEY, read_dataset,
 from capml.io.split import grouped_split
 from capml.io.jsonio import write_json
 
-SPLITS = ("train", "valid", "test")
+from capml.keys import SPLITS  # ("train", "val", "test"): one vocabulary with the gap models
 GROUP_KEY = "config_id"
 
 log = logging.getLogger("capml.mlip")
@@ -31,7 +31,7 @@ log = logging.getLogger("capml.mlip")
 @dataclass
 class SplitFiles:
     train: str
-    valid: str
+    val: str
     test: str
     counts: dict[str, int]
 
@@ -39,19 +39,19 @@ class SplitFiles:
         return Path(getattr(self, split))
 
 
-def split_fractions(valid_fraction: float, test_fraction: float) -> tuple[float, float, float]:
-    """(train, valid, test) fractions of the whole dataset: test held out, the rest split by valid_fraction."""
-    for name, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+def split_fractions(val_fraction: float, test_fraction: float) -> tuple[float, float, float]:
+    """(train, val, test) fractions of the whole dataset: test held out, the rest split by val_fraction."""
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 < value < 1.0:
             raise InputError(f"mlip.{name}={value}: expected a fraction strictly between 0 and 1")
     rest = 1.0 - test_fraction
-    return rest * (1.0 - valid_fraction), rest * valid_fraction, test_fraction
+    return rest * (1.0 - val_fraction), rest * val_fraction, test_fraction
 
 
 def write_splits(
     dataset: str | Path,
     out_dir: str | Path,
-    valid_fraction: float = 0.05,
+    val_fraction: float = 0.05,
     test_fraction: float = 0.1,
     seed: int = 0,
     require_stress: bool = True,
@@ -59,7 +59,7 @@ def write_splits(
     max_frames: int | None = None,
     extra_train: Sequence[str | Path] = (),
 ) -> SplitFiles:
-    """Write ``train.extxyz``, ``valid.extxyz``, ``test.extxyz`` (and ``splits.json``) into ``out_dir``.
+    """Write ``train.extxyz``, ``val.extxyz``, ``test.extxyz`` (and ``splits.json``) into ``out_dir``.
 
     ``pinned`` is the ``splits.json`` of an earlier run (e.g. the base model's, on a smaller dataset): its
     config_id groups keep their split, so a model fine-tuned from it is never tested on frames it trained on;
@@ -74,7 +74,7 @@ def write_splits(
         if max_frames > len(frames):
             raise InputError(f"{dataset}: max_frames={max_frames} but the file holds {len(frames)} frames")
         frames = frames[:max_frames]
-    fractions = split_fractions(valid_fraction, test_fraction)
+    fractions = split_fractions(val_fraction, test_fraction)
     if pinned is None:
         indices = grouped_split(frames, fractions, seed=seed)
     else:
@@ -121,7 +121,7 @@ def fill_empty_splits(frames, indices: list[np.ndarray], where: str) -> list[np.
         if len(train_groups) < 2:
             raise InputError(
                 f"{where}: {len(frames)} frames in {len(set(groups))} {GROUP_KEY} groups are too few for "
-                "train, valid and test splits"
+                "train, val and test splits"
             )
         moved = train_groups[np.argmin(sizes)]
         log.warning("%s: the %s split came out empty; it takes group %s from train", where, SPLITS[k], moved)
@@ -135,6 +135,8 @@ def pinned_split(frames, fractions, seed: int, pinned: str | Path) -> list[np.nd
     pinned = Path(pinned)
     try:
         earlier = json.loads(pinned.read_text())["config_ids"]
+        if "valid" in earlier:  # splits.json written before the MLIP adopted the gap models' "val"
+            earlier["val"] = earlier.pop("valid")
         split_of_group = {g: k for k, name in enumerate(SPLITS) for g in earlier[name]}
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise InputError(f"{pinned}: not a capml splits.json with 'config_ids' per split ({err})") from err

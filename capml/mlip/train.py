@@ -30,6 +30,7 @@ from capml.errors import InputError
 from capml.io.contract import ENERGY_KEY, FORCES_KEY, STRESS_KEY
 from capml.mlip.data import SplitFiles, write_splits
 from capml.io.jsonio import write_json
+from capml.keys import SPLITS
 
 log = logging.getLogger("capml.mlip")
 
@@ -105,7 +106,7 @@ def mace_arguments(m: Mapping, files: SplitFiles, work_dir: Path, foundation: st
         "device": m.device,
         "default_dtype": m.default_dtype,
         "train_file": files.train,
-        "valid_file": files.valid,
+        "valid_file": files.val,  # mace-torch's own name
         "test_file": files.test,
         "energy_key": ENERGY_KEY,
         "forces_key": FORCES_KEY,
@@ -172,7 +173,7 @@ def check_device(device: str) -> None:
 
 def inputs_fingerprint(argv: list[str], files: SplitFiles) -> str:
     digest = hashlib.sha256("\n".join(argv).encode())
-    for split in ("train", "valid"):
+    for split in ("train", "val"):
         digest.update(files.path(split).read_bytes())
     return digest.hexdigest()
 
@@ -246,7 +247,7 @@ def run(cfg: DictConfig) -> dict:
                          "writing this folder; wait for it or choose another mlip.out_dir")
     try:  # the inputs are checked before anything is written; a refused run leaves no folder behind
         foundation = resolve_foundation(m.foundation_model)
-        files = write_splits(m.dataset, out_dir / "splits", m.valid_fraction, m.test_fraction, seed=m.seed,
+        files = write_splits(m.dataset, out_dir / "splits", m.val_fraction, m.test_fraction, seed=m.seed,
                              require_stress=m.stress_weight > 0, pinned=m.pin_splits,
                              max_frames=m.max_frames, extra_train=list(m.get("extra_train") or ()))
         foundation_file = foundation_in_dtype(foundation, m.default_dtype, out_dir)
@@ -254,7 +255,7 @@ def run(cfg: DictConfig) -> dict:
             from capml.io.extxyz import read_structures
             from capml.mlip.calculator import check_elements, load_mace_module
 
-            symbols = {s for split in ("train", "valid", "test") if files.counts.get(split)
+            symbols = {s for split in SPLITS if files.counts.get(split)
                        for a in read_structures(files.path(split)) for s in a.get_chemical_symbols()}
             check_elements(load_mace_module(Path(foundation)), sorted(symbols),
                            f"mlip.foundation_model={foundation} for {m.dataset}")

@@ -32,3 +32,21 @@ def test_prefix_ids_writes_a_renamed_copy_with_its_settings(tmp_path):
     assert [a.info["structure_id"] for a in read_dataset(path)] == ["s0", "s1", "s2"]  # the source is untouched
     with pytest.raises(InputError, match="must differ"):
         main([str(path), "--prefix-ids", "r1_", "--out", str(path)])
+
+
+def test_concat_keeps_order_and_settings_and_refuses_clashes(tmp_path):
+    settings = DatasetSettings({"pbesol": {"ecut_eV": 350}})
+    a, b = tmp_path / "a.extxyz", tmp_path / "b.extxyz"
+    write_dataset(a, [labelled(i) for i in range(2)], settings)
+    write_dataset(b, [labelled(i) for i in range(2, 5)], settings)
+    main([str(tmp_path / "ab.extxyz"), "--concat", str(a), str(b)])
+    joined = read_dataset(tmp_path / "ab.extxyz")
+    assert [x.info["structure_id"] for x in joined] == ["s0", "s1", "s2", "s3", "s4"]
+    assert np.allclose(joined[3].arrays["REF_forces"], read_dataset(b)[1].arrays["REF_forces"])
+    assert read_settings(tmp_path / "ab.extxyz").fidelities == settings.fidelities
+    with pytest.raises(InputError, match="already in"):
+        main([str(tmp_path / "aa.extxyz"), "--concat", str(a), str(a)])
+    write_dataset(b, [labelled(i) for i in range(2, 5)], DatasetSettings({"pbesol": {"ecut_eV": 500}}))
+    with pytest.raises(InputError, match="differ"):
+        main([str(tmp_path / "ab2.extxyz"), "--concat", str(a), str(b)])
+    assert not (tmp_path / "ab2.extxyz").exists()

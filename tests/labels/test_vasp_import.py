@@ -85,7 +85,7 @@ def test_the_gnn_trains_on_the_imported_dataset(tmp_path):
 def test_the_mlip_stage_trains_on_the_imported_dataset(tmp_path):
     dataset = imported(tmp_path)
     code, _, err = run("train.py", "experiment=mlip_base", f"mlip.dataset={dataset}", "mlip.epochs=1",
-                       "mlip.export_model=null", f"mlip.out_dir={tmp_path / 'mlip'}", "mlip.valid_fraction=0.1",
+                       "mlip.export_model=null", f"mlip.out_dir={tmp_path / 'mlip'}", "mlip.val_fraction=0.1",
                        "mlip.evaluate.phonons=null", f"hydra.run.dir={tmp_path / 'mlip_run'}")
     assert code == 0, err[-5:]
     summary = json.loads((tmp_path / "mlip" / "summary.json").read_text())

@@ -23,6 +23,6 @@ def tiny_base(tmp_path_factory, emt_dataset):
 
     out = tmp_path_factory.mktemp("base")
     cfg = mlip_config(dataset=str(emt_dataset), out_dir=str(out), foundation_model=None, E0s="average", epochs=15, default_dtype="float32",
-                      test_fraction=0.25, valid_fraction=0.2, lr=0.02, ema=False,
+                      test_fraction=0.25, val_fraction=0.2, lr=0.02, ema=False,
                       **{"architecture.num_channels": 8, "evaluate.phonons": None})
     return run(cfg)

@@ -15,16 +15,16 @@ from .mlip_data import emt_frames, mlip_config
 
 
 def test_splits_are_grouped_95_5_with_held_out_test(tmp_path, emt_dataset):
-    files = write_splits(emt_dataset, tmp_path, valid_fraction=0.05, test_fraction=0.1, seed=3)
-    groups = {s: {a.info["config_id"] for a in read_dataset(files.path(s))} for s in ("train", "valid", "test")}
-    assert not (groups["train"] & groups["valid"]) and not (groups["train"] & groups["test"])
-    assert not (groups["valid"] & groups["test"])
+    files = write_splits(emt_dataset, tmp_path, val_fraction=0.05, test_fraction=0.1, seed=3)
+    groups = {s: {a.info["config_id"] for a in read_dataset(files.path(s))} for s in ("train", "val", "test")}
+    assert not (groups["train"] & groups["val"]) and not (groups["train"] & groups["test"])
+    assert not (groups["val"] & groups["test"])
     assert sum(files.counts.values()) == len(read_dataset(emt_dataset))
-    assert files.counts["train"] > files.counts["test"] >= files.counts["valid"] >= 1
+    assert files.counts["train"] > files.counts["test"] >= files.counts["val"] >= 1
     assert json.loads((tmp_path / "splits.json").read_text())["counts"] == files.counts
     first = write_splits(emt_dataset, tmp_path / "first", 0.2, 0.25, max_frames=16)
     assert sum(first.counts.values()) == 16
-    ids = {a.info["structure_id"] for s in ("train", "valid", "test") for a in read_dataset(first.path(s))}
+    ids = {a.info["structure_id"] for s in ("train", "val", "test") for a in read_dataset(first.path(s))}
     assert ids == {a.info["structure_id"] for a in read_dataset(emt_dataset)[:16]}
 
 
@@ -35,9 +35,9 @@ def test_extra_train_frames_only_join_the_training_split(tmp_path, emt_dataset):
     write_dataset(tmp_path / "md.extxyz", extra)
     plain = write_splits(emt_dataset, tmp_path / "plain", 0.2, 0.25, seed=1)
     grown = write_splits(emt_dataset, tmp_path / "grown", 0.2, 0.25, seed=1, extra_train=[tmp_path / "md.extxyz"])
-    ids = {f: {s: [a.info["structure_id"] for a in read_dataset(files.path(s))] for s in ("train", "valid", "test")}
+    ids = {f: {s: [a.info["structure_id"] for a in read_dataset(files.path(s))] for s in ("train", "val", "test")}
            for f, files in (("plain", plain), ("grown", grown))}
-    assert ids["grown"]["valid"] == ids["plain"]["valid"] and ids["grown"]["test"] == ids["plain"]["test"]
+    assert ids["grown"]["val"] == ids["plain"]["val"] and ids["grown"]["test"] == ids["plain"]["test"]
     assert ids["grown"]["train"] == ids["plain"]["train"] + [a.info["structure_id"] for a in extra]
     record = json.loads((tmp_path / "grown" / "splits.json").read_text())
     assert record["extra_train"] == {str(tmp_path / "md.extxyz"): 6}
@@ -48,11 +48,11 @@ def test_extra_train_frames_only_join_the_training_split(tmp_path, emt_dataset):
 def test_few_groups_still_give_nonempty_splits_or_a_clear_error(tmp_path):
     write_dataset(tmp_path / "five.extxyz", emt_frames(n_configs=5, per_config=2))
     files = write_splits(tmp_path / "five.extxyz", tmp_path / "five")  # 5 % of 10 frames rounds to nothing
-    assert files.counts["valid"] == 2 and files.counts["test"] >= 2 and sum(files.counts.values()) == 10
+    assert files.counts["val"] == 2 and files.counts["test"] >= 2 and sum(files.counts.values()) == 10
 
     frames = emt_frames(n_configs=2, per_config=2)
     write_dataset(tmp_path / "two.extxyz", frames)
-    with pytest.raises(InputError, match="too few for train, valid and test"):
+    with pytest.raises(InputError, match="too few for train, val and test"):
         write_splits(tmp_path / "two.extxyz", tmp_path / "out")
 
 
@@ -118,7 +118,7 @@ def test_fine_tune_from_local_model_improves_on_new_fidelity(tmp_path, tiny_base
     write_dataset(tmp_path / "heldout.extxyz", heldout)
     cfg = mlip_config(dataset=str(tmp_path / "stiff.extxyz"), out_dir=str(tmp_path / "ft"),
                       foundation_model=tiny_base["model"], epochs=10, lr=0.01, ema=False,
-                      test_fraction=0.25, valid_fraction=0.2,
+                      test_fraction=0.25, val_fraction=0.2,
                       **{"evaluate.phonons": None, "evaluate.heldout": [str(tmp_path / "heldout.extxyz")]})
     summary = run(cfg)
     test = summary["metrics"]["test"]
@@ -153,7 +153,7 @@ def test_pinned_groups_keep_their_split_as_the_dataset_grows(tmp_path):
                           pinned=tmp_path / "first" / "splits.json")
     before = json.loads((tmp_path / "first" / "splits.json").read_text())["config_ids"]
     after = json.loads((tmp_path / "second" / "splits.json").read_text())["config_ids"]
-    for name in ("train", "valid", "test"):
+    for name in ("train", "val", "test"):
         assert set(before[name]) <= set(after[name])
     assert sum(second.counts.values()) == len(grown)
     with pytest.raises(InputError, match="splits.json"):
@@ -200,7 +200,7 @@ def test_killed_run_takes_the_mace_trainer_with_it_and_reruns(tmp_path, emt_data
     root = Path(__file__).resolve().parents[2]
     out = tmp_path / "mlip"
     cmd = [sys.executable, "train.py", "experiment=mlip_base", f"mlip.dataset={emt_dataset}", f"mlip.out_dir={out}",
-           "mlip.epochs=40", "mlip.export_model=null", "mlip.evaluate.phonons=null", "mlip.valid_fraction=0.2",
+           "mlip.epochs=40", "mlip.export_model=null", "mlip.evaluate.phonons=null", "mlip.val_fraction=0.2",
            "mlip.test_fraction=0.25", "mlip.architecture.num_channels=8",
            f"hydra.run.dir={tmp_path / 'run'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -245,7 +245,7 @@ def test_killed_run_with_resume_off_ends_with_the_uninterrupted_numbers(tmp_path
     def command(out):
         return [sys.executable, "train.py", "experiment=mlip_base", f"mlip.dataset={emt_dataset}",
                 f"mlip.out_dir={out}", "mlip.epochs=20", "mlip.export_model=null", "mlip.evaluate.phonons=null",
-                "mlip.valid_fraction=0.2", "mlip.test_fraction=0.25", "mlip.architecture.num_channels=8",
+                "mlip.val_fraction=0.2", "mlip.test_fraction=0.25", "mlip.architecture.num_channels=8",
                 "mlip.resume=false", f"hydra.run.dir={out}_run"]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
