@@ -103,12 +103,24 @@ def load_phonons(path: str | Path) -> Phonopy:
     if not path.is_file():
         raise InputError(f"{path}: phonopy file not found (expected phonopy.yaml with force constants)")
     try:
-        phonon = phonopy.load(str(path), is_compact_fc=False, symmetrize_fc=False, log_level=0)
+        # the tolerance the file was made with: phonopy.load's default (1e-5) cannot find the primitive cell of a
+        # relaxed supercell whose symmetry holds to 1e-3 only ("Cell trimming failed")
+        phonon = phonopy.load(str(path), is_compact_fc=False, symmetrize_fc=False, log_level=0,
+                              symprec=_symmetry_tolerance(path))
     except Exception as err:
         raise InputError(f"{path}: cannot load phonopy file ({type(err).__name__}: {err})") from err
     if phonon.force_constants is None:
         raise InputError(f"{path}: no force constants (field 'force_constants' or forces expected)")
     return phonon
+
+
+def _symmetry_tolerance(path: Path, default: float = 1e-5) -> float:
+    """``phonopy: symmetry_tolerance`` from the head of a phonopy.yaml (phonopy writes it, phonopy.load ignores it)."""
+    with open(path) as handle:
+        for _, line in zip(range(20), handle):
+            if line.strip().startswith("symmetry_tolerance:"):
+                return float(line.split(":", 1)[1])
+    return default
 
 
 def full_force_constants(phonon: Phonopy) -> np.ndarray:

@@ -4,6 +4,8 @@
 # table (tools/cv_table.py). Runs one after another on one core; a finished candidate (cv_metrics.json there) is
 # skipped, so a killed comparison resumes.
 #   tools/compare_gap_models.sh DATA_DIR OUT_DIR [NAME ...]     # default: every candidate below
+#   SYSTEM=cspbbri MLIP=models/cspbbri/mace_base.model tools/compare_gap_models.sh data/cspbbri runs/cv_cspbbri
+# (SYSTEM: the conf/system/ name, default ag3sbri; MLIP: the MACE whose descriptors the *_mace candidates use)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=$(realpath "$1"); OUT=$2; shift 2; mkdir -p "$OUT"
@@ -11,7 +13,8 @@ PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 SETS=$(ls "$DATA"/dataset.extxyz "$DATA"/relaxed.extxyz "$DATA"/relaxed_r2.extxyz "$DATA"/al_round*[0-9].extxyz \
         "$DATA"/md_check_*[0-9].extxyz 2>/dev/null | paste -sd, -)
-MACE='data.descriptors=${capml_root:}/models/mace_finetuned.model'
+SYSTEM=${SYSTEM:-ag3sbri}
+MACE="data.descriptors=\${capml_root:}/${MLIP:-models/mace_finetuned.model}"
 declare -A RUN=(
   [calibration_hse06_mace]="data.target=gap_hse06 $MACE cv.members=5 cv.seeds=[0]"
   [calibration_pbesol_mace]="data.target=gap_pbesol $MACE cv.members=5 cv.seeds=[0]"
@@ -30,7 +33,7 @@ for name in "${ORDER[@]}"; do
   [ -f "$OUT/$name/cv_metrics.json" ] && { echo "[$name] done before"; continue; }
   echo "[$(date +%H:%M:%S) $name] ${RUN[$name]}"
   # shellcheck disable=SC2086
-  $PY train.py experiment=cv "cv.datasets=[$SETS]" ${RUN[$name]} run_name=$name paths.output_dir="$OUT/$name" \
+  $PY train.py system="$SYSTEM" experiment=cv "cv.datasets=[$SETS]" ${RUN[$name]} run_name=$name paths.output_dir="$OUT/$name" \
       > "$OUT.$name.log" 2>&1 || { echo "[$name] failed: $OUT.$name.log"; tail -5 "$OUT.$name.log"; exit 1; }
 done
 $PY tools/cv_table.py "$OUT"/*/cv_metrics.json

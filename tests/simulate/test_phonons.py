@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import phonopy
+import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from phonopy import Phonopy
@@ -59,3 +60,22 @@ def test_stability_lists_imaginary_modes():
     assert len(report["imaginary_supercell_gamma_THz"]) == 9
     assert report["path"]["n_imaginary_on_path"] > 0
     assert report["verdict"].startswith("harmonically unstable: 9 imaginary supercell Γ modes")
+
+
+def test_a_nearly_symmetric_supercell_reloads_with_the_tolerance_it_was_made_with(tmp_path):
+    """A relaxed supercell keeps its translational symmetry only to ~1e-4 Å, so phonopy (symprec 1e-3) finds a
+    smaller primitive cell; the reload (a resumed pipeline) must use the same tolerance, not phonopy.load's 1e-5,
+    which cannot fold the supercell onto that primitive cell."""
+    from capml.phonons import load_phonons
+
+    cu = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1))
+    cu.positions += np.random.default_rng(0).normal(scale=1e-4, size=cu.positions.shape)
+    made = config_phonons(cu, EMT(), tmp_path)
+    assert len(made.primitive) < len(cu)  # phonopy found the smaller cell at 1e-3
+    with pytest.raises(RuntimeError, match="trimming"):  # what the reload did before
+        phonopy.load(str(tmp_path / "phonopy.yaml"), is_compact_fc=False, symmetrize_fc=False, log_level=0)
+    again = load_phonons(tmp_path / "phonopy.yaml")
+    assert len(again.primitive) == len(made.primitive)
+    np.testing.assert_allclose(full_force_constants(again), full_force_constants(made), atol=1e-12)
+    np.testing.assert_allclose(config_phonons(cu, EMT(), tmp_path).get_frequencies([0.5, 0.25, 0]),
+                               made.get_frequencies([0.5, 0.25, 0]), atol=1e-6)
