@@ -36,6 +36,7 @@ def relax_configurations(
     max_steps: int = 500,
     optimizer: str = "FIRE",
     max_enumerate: int = 20000,
+    random_arrangements: int = 100,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Relax every inequivalent decoration of each composition; returns (and writes) the ranked table."""
@@ -43,7 +44,8 @@ def relax_configurations(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / RELAXED
     done = {a.info["config_id"] for a in read(path, ":")} if path.exists() else set()
-    todo = [(k, d) for k in compositions for d in system.decorations(k, max_enumerate=max_enumerate, seed=seed)]
+    todo = [(k, d) for k in compositions for d in system.decorations(
+        k, max_enumerate=max_enumerate, n_random=random_arrangements, seed=seed)]
     for k, decoration in tqdm(todo, desc="relax configurations", unit="config"):
         if decoration.config_id in done:
             continue

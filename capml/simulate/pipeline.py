@@ -38,6 +38,7 @@ class ConfigurationSettings:
     max_steps: int = 300
     optimizer: str = "FIRE"
     max_enumerate: int = 20000
+    random_arrangements: int = 100
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ def configurations(run: SimulationRun, settings: PipelineSettings) -> pd.DataFra
     c = settings.configurations
     table = conf_stage.relax_configurations(
         run.system, run.compositions, run.calculator(), run.folder("configurations"), fmax_eV_A=c.fmax_eV_A,
-        max_steps=c.max_steps, optimizer=c.optimizer, max_enumerate=c.max_enumerate, seed=run.seed)
+        max_steps=c.max_steps, optimizer=c.optimizer, max_enumerate=c.max_enumerate,
+        random_arrangements=c.random_arrangements, seed=run.seed)
     run.forget("table", "relaxed")
     log.info("relaxed %d configurations:\n%s", len(table),
              table[["config_id", "x", "multiplicity", "rank", "above_lowest_meV_per_atom"]].to_string(index=False))

@@ -115,9 +115,12 @@ class SolidSolution:
     def x_label(self) -> str:
         return f"x (fraction of {self.species[0]})"
 
-    def decorations(self, n_occupied: int, max_enumerate: int = 20000, seed: int = 0) -> list[Decoration]:
+    def decorations(self, n_occupied: int, max_enumerate: int = 20000, n_random: int = 100,
+                    seed: int = 0) -> list[Decoration]:
+        """Every inequivalent decoration with ``n_occupied`` sites of species[0], or, past ``max_enumerate``
+        arrangements, the distinct orbits of ``n_random`` seeded random ones (exact multiplicities)."""
         perms = site_permutations(self.parent(), self.site_indices())
-        return inequivalent_decorations(perms, n_occupied, max_enumerate=max_enumerate, seed=seed)
+        return inequivalent_decorations(perms, n_occupied, max_enumerate=max_enumerate, n_random=n_random, seed=seed)
 
     def occupied_count(self, x: float, where: str = "x") -> int:
         """The number of ``species[0]`` sites of composition ``x``, which must be k / n_sites."""
