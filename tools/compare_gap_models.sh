@@ -12,7 +12,7 @@ DATA=$(realpath "$1"); OUT=$2; shift 2; mkdir -p "$OUT"
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 SETS=$(ls "$DATA"/dataset.extxyz "$DATA"/relaxed.extxyz "$DATA"/relaxed_r2.extxyz "$DATA"/al_round*[0-9].extxyz \
-        "$DATA"/md_check_*[0-9].extxyz 2>/dev/null | paste -sd, -)
+        "$DATA"/md_check_*[0-9].extxyz 2>/dev/null | paste -sd, - || true)
 SYSTEM=${SYSTEM:-ag3sbri}
 MACE="data.descriptors=\${capml_root:}/${MLIP:-models/mace_finetuned.model}"
 declare -A RUN=(
@@ -22,6 +22,7 @@ declare -A RUN=(
   [pbesol_mace]="data.target=gap_pbesol $MACE"
   [hse06_paper]="data.target=gap_hse06"
   [pbesol_paper]="data.target=gap_pbesol"
+  [calibration_hse06_correction_mace]="data.target=gap_hse06 cv.correction_of=gap_pbesol $MACE cv.members=5 cv.seeds=[0]"
   [hse06_correction_mace]="data.target=gap_hse06 cv.correction_of=gap_pbesol $MACE"
   [hse06_band_edges_mace]="data.target=gap_hse06 model=band_edges $MACE"
 )
