@@ -8,11 +8,13 @@ orbit size) is what a configurational average weights it by. Each relaxed struct
 
 from __future__ import annotations
 
+import logging
 from math import comb
 from pathlib import Path
 from typing import Sequence
 
 from matplotlib.figure import Figure  # noqa: E402  (no pyplot: importing capml never switches a backend)
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from ase.calculators.calculator import Calculator  # noqa: E402
 from ase.io import read, write  # noqa: E402
@@ -22,6 +24,8 @@ from capml.errors import InputError  # noqa: E402
 from capml.simulate.relax import relax  # noqa: E402
 from capml.structures.system import SolidSolution  # noqa: E402
 from capml.io.jsonio import write_json  # noqa: E402
+
+log = logging.getLogger("capml.simulate")
 
 RELAXED = "relaxed.extxyz"
 TABLE = "energies.csv"
@@ -38,8 +42,11 @@ def relax_configurations(
     max_enumerate: int = 20000,
     random_arrangements: int = 100,
     seed: int = 0,
+    volume_warning_percent: float = 5.0,
 ) -> pd.DataFrame:
-    """Relax every inequivalent decoration of each composition; returns (and writes) the ranked table."""
+    """Relax every inequivalent decoration of each composition; returns (and writes) the ranked table. A relaxed
+    volume more than ``volume_warning_percent`` away from the starting (Vegard) cell is logged as a warning: an
+    MLIP that swells or collapses a cell is usually outside its training data, and every later stage inherits it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / RELAXED
@@ -49,14 +56,24 @@ def relax_configurations(
     for k, decoration in tqdm(todo, desc="relax configurations", unit="config"):
         if decoration.config_id in done:
             continue
-        result = relax(system.build(decoration), calculator, fmax_eV_A, max_steps, optimizer)
+        start = system.build(decoration)
+        start_volume_A3 = start.get_volume()
+        result = relax(start, calculator, fmax_eV_A, max_steps, optimizer)
         atoms = result.atoms
         atoms.info.update(config_id=decoration.config_id, x=decoration.x, n_occupied=k,
                           multiplicity=decoration.multiplicity, energy_eV=result.energy_eV,
-                          max_force_eV_A=result.max_force_eV_A, steps=result.steps, converged=result.converged)
+                          max_force_eV_A=result.max_force_eV_A, steps=result.steps, converged=result.converged,
+                          start_volume_A3=start_volume_A3)
         write(path, atoms, format="extxyz", append=True)
     table = ranked_table(read(path, ":"), compositions)
     table.to_csv(out_dir / TABLE, index=False)
+    swollen = table[table["volume_change_percent"].abs() > volume_warning_percent]
+    if len(swollen):
+        worst = swollen.loc[swollen["volume_change_percent"].abs().idxmax()]
+        log.warning("%d of %d relaxed configurations changed volume by more than %g %% from the starting cell "
+                    "(largest: %s, %+.1f %%): the MLIP is probably outside its training data there; label them "
+                    "(stage=label on relaxed.extxyz) and refit before trusting what follows", len(swollen),
+                    len(table), volume_warning_percent, worst["config_id"], worst["volume_change_percent"])
     n_sites = system.n_sites
     write_json((out_dir / "relaxation_count.json"), {
         "compositions": list(map(int, compositions)),
@@ -70,7 +87,9 @@ def relax_configurations(
 def ranked_table(frames, compositions: Sequence[int]) -> pd.DataFrame:
     rows = [{key: a.info[key] for key in ("config_id", "x", "n_occupied", "multiplicity", "energy_eV",
                                            "max_force_eV_A", "steps", "converged")}
-            | {"n_atoms": len(a), "volume_A3": a.get_volume()} for a in frames]
+            | {"n_atoms": len(a), "volume_A3": a.get_volume(),
+               "volume_change_percent": 100 * (a.get_volume() / a.info["start_volume_A3"] - 1)
+               if "start_volume_A3" in a.info else np.nan} for a in frames]
     table = pd.DataFrame(rows)
     table = table[table["n_occupied"].isin(list(compositions))].copy()
     table["energy_per_atom_eV"] = table["energy_eV"] / table["n_atoms"]

@@ -39,6 +39,7 @@ class ConfigurationSettings:
     optimizer: str = "FIRE"
     max_enumerate: int = 20000
     random_arrangements: int = 100
+    volume_warning_percent: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def configurations(run: SimulationRun, settings: PipelineSettings) -> pd.DataFra
     table = conf_stage.relax_configurations(
         run.system, run.compositions, run.calculator(), run.folder("configurations"), fmax_eV_A=c.fmax_eV_A,
         max_steps=c.max_steps, optimizer=c.optimizer, max_enumerate=c.max_enumerate,
-        random_arrangements=c.random_arrangements, seed=run.seed)
+        random_arrangements=c.random_arrangements, seed=run.seed, volume_warning_percent=c.volume_warning_percent)
     run.forget("table", "relaxed")
     log.info("relaxed %d configurations:\n%s", len(table),
              table[["config_id", "x", "multiplicity", "rank", "above_lowest_meV_per_atom"]].to_string(index=False))

@@ -67,6 +67,25 @@ def test_inequivalent_configurations_relaxed_ranked_and_resumed(mace_model_path,
     assert len(table) == 5
 
 
+def test_relaxed_volume_is_compared_with_the_starting_cell(mace_model_path, tmp_path, caplog):
+    """volume_change_percent against the Vegard cell the system builds (computed here from the decoration), and a
+    warning when it exceeds volume_warning_percent (the MLIP swelling a cell outside its training data)."""
+    system = load_system("ag3sbri")
+    with caplog.at_level("WARNING", logger="capml.simulate"):
+        table = relax_configurations(system, [0], ase_calculator(mace_model_path), tmp_path, fmax_eV_A=0.01,
+                                     max_steps=20, volume_warning_percent=1e-6)
+    relaxed = read(tmp_path / RELAXED, ":")[0]
+    start = system.build(system.decorations(0)[0])
+    expected = 100 * (relaxed.get_volume() / start.get_volume() - 1)
+    assert abs(expected) > 1e-6  # the small test MACE moves the cell
+    assert table["volume_change_percent"].iloc[0] == pytest.approx(expected, rel=1e-9)
+    assert "changed volume by more than" in caplog.text and "k0of8_d0" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="capml.simulate"):
+        relax_configurations(system, [0], ase_calculator(mace_model_path), tmp_path, volume_warning_percent=50)
+    assert "changed volume" not in caplog.text
+
+
 def test_full_2x2x2_needs_22_relaxations_not_254():
     system = load_system("ag3sbri")
     counts = [len(system.decorations(k)) for k in range(9)]
