@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from capml.errors import InputError
-from capml.io.contract import GAP_PREFIX, read_settings, write_dataset
+from capml.io.contract import GAP_PREFIX, merge_datasets, read_settings, write_dataset
 from capml.io.extxyz import read_complete_frames, read_structures
 from capml.io.shards import merge_shards, shard_files
 
@@ -61,27 +61,17 @@ def prefix_ids(path: str | Path, prefix: str, out: str | Path) -> int:
 
 
 def concat(out: str | Path, inputs: Sequence[str | Path]) -> int:
-    """Write the frames of ``inputs`` one after the other to ``out``, with their label settings merged (refused
-    where a fidelity was labelled with other settings, or a structure_id occurs twice); returns the frame count.
-    ``out`` must not be one of the inputs."""
+    """Write the frames of ``inputs`` one after the other to ``out`` (:func:`capml.io.contract.merge_datasets`:
+    label settings must agree per fidelity, structure_ids must not repeat); returns the frame count. ``out`` must
+    not be one of the inputs, and no input may have shard files waiting to be merged."""
     if not inputs:
         raise InputError("--concat: expected at least one input dataset")
-    frames, settings, seen = [], read_settings(inputs[0]), {}
     for path in inputs:
         if Path(path).resolve() == Path(out).resolve():
             raise InputError(f"{out}: the output must not be one of the --concat inputs")
         if shard_files(path):
             raise InputError(f"{path}: shard files of a label run are waiting to be merged; merge them first")
-        settings = settings.merged_with(read_settings(path), where=str(path))
-        for atoms in read_complete_frames(path):
-            sid = str(atoms.info.get("structure_id"))
-            if sid in seen:
-                raise InputError(f"{path}: structure_id {sid!r} is already in {seen[sid]}; expected distinct ids "
-                                 "(--prefix-ids makes them so)")
-            seen[sid] = str(path)
-            frames.append(atoms)
-    write_dataset(out, frames, settings)
-    return len(frames)
+    return len(merge_datasets(inputs, out))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -44,7 +44,7 @@ def test_concat_keeps_order_and_settings_and_refuses_clashes(tmp_path):
     assert [x.info["structure_id"] for x in joined] == ["s0", "s1", "s2", "s3", "s4"]
     assert np.allclose(joined[3].arrays["REF_forces"], read_dataset(b)[1].arrays["REF_forces"])
     assert read_settings(tmp_path / "ab.extxyz").fidelities == settings.fidelities
-    with pytest.raises(InputError, match="already in"):
+    with pytest.raises(InputError, match="structure_id values repeat across inputs"):
         main([str(tmp_path / "aa.extxyz"), "--concat", str(a), str(a)])
     write_dataset(b, [labelled(i) for i in range(2, 5)], DatasetSettings({"pbesol": {"ecut_eV": 500}}))
     with pytest.raises(InputError, match="differ"):
