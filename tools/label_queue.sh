@@ -2,8 +2,9 @@
 # Label several structure sets in priority order on one core, a few structures at a time, so that labels of a
 # set earlier in the list come first as soon as its structure file exists (an active-learning round still running
 # its MD, say). Each set is labelled as shard I of N (`label.shard`), so N queues share the sets without overlap;
-# every optional fidelity (HSE06) on every structure. Ends when no set has anything left and all files exist.
-#   tools/label_queue.sh 0/2 STRUCTURES:DATASET [STRUCTURES:DATASET ...] &
+# HSE06 on every n-th structure of a set, n given after a second colon (default 1: every one; 0: none). Ends when no
+# set has anything left and all files exist.
+#   tools/label_queue.sh 0/2 STRUCTURES:DATASET[:HSE06_STRIDE] [STRUCTURES:DATASET ...] &
 #   tools/label_queue.sh 1/2 STRUCTURES:DATASET [STRUCTURES:DATASET ...] &
 # An unsharded `simulate.py stage=label label.structures=S label.out=D` (or `python -m capml.io.dataset D
 # --merge-shards --structures S`) merges the shards afterwards.
@@ -16,9 +17,10 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 while true; do
   did=0; waiting=0
   for set in "$@"; do
-    structures=${set%%:*}; out=${set#*:}
+    structures=${set%%:*}; rest=${set#*:}; out=${rest%%:*}; hse06=1
+    [ "$rest" != "$out" ] && hse06=${rest#*:}
     if [ ! -f "$structures" ]; then waiting=1; continue; fi
-    log=$($PY simulate.py stage=label "label.structures=$structures" "label.out=$out" labels.subsets.hse06=1 \
+    log=$($PY simulate.py stage=label "label.structures=$structures" "label.out=$out" "labels.subsets.hse06=$hse06" \
           "label.shard=$SHARD" "label.limit=$BATCH" "workdir=runs/labels/queue${SHARD%%/*}" 2>&1)
     echo "$log" | grep -E "labelled [0-9]+, skipped|^error" | sed "s|^|[$(date +%H:%M:%S) $structures] |"
     if ! echo "$log" | grep -qE "labelled [0-9]+, skipped"; then  # an error, a traceback, a kill: not "done"

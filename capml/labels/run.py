@@ -62,7 +62,8 @@ def run_labels(
     """Label ``structures`` into ``out``.
 
     ``subsets`` maps an optional fidelity of the labeller to a stride: structure i (in input order)
-    gets that fidelity when ``i % stride == 0``, so the subset is fixed by the input, not by timing.
+    gets that fidelity when ``i % stride == 0``, so the subset is fixed by the input, not by timing; stride 0
+    gives it to none.
     ``limit`` stops after that many new labels (for a time-boxed run).
     ``shard=(i, n)`` labels only the structures whose input index is i mod n, into their own file
     ``shard_path(out, i, n)`` (settings and failures beside it), so that n processes (both cores, a SLURM array)
@@ -74,6 +75,10 @@ def run_labels(
         if name not in labeller.optional:
             raise InputError(f"labels.subsets: '{name}' is not an optional fidelity of this labeller "
                              f"(expected one of {list(labeller.optional)})")
+        if not isinstance(subsets[name], int) or isinstance(subsets[name], bool) or subsets[name] < 0:
+            raise InputError(f"labels.subsets.{name}={subsets[name]!r}: expected a stride, an integer >= 0 "
+                             "(1: every structure, n: every n-th, 0: none)")
+    subsets = {name: stride for name, stride in subsets.items() if stride > 0}
     ids = structure_ids(structures, where)
     main_out = Path(out)
     requested = DatasetSettings(_requested_settings(labeller, subsets))

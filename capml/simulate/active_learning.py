@@ -45,6 +45,53 @@ def relaxed_label_inputs(relaxed: Sequence[Atoms], prefix: str = "", source: str
     return out
 
 
+def path_label_inputs(start: Atoms, relaxed: Atoms, fractions: Sequence[float], prefix: str = "",
+                      source: str = "") -> list[Atoms]:
+    """Structures on the straight line from ``start`` (the unrelaxed decoration, same atom order) to the MLIP's
+    ``relaxed`` one: cell and fractional coordinates (minimum image) interpolated at each fraction in (0, 1).
+    They teach the landscape the relaxation crossed, where a wrong MLIP minimum came from. ``structure_id``
+    "<prefix>path<f>_<config_id>", split group the relaxed configuration's ``config_id``, sampling "path"."""
+    if list(start.numbers) != list(relaxed.numbers):
+        raise InputError(f"{relaxed.info.get('config_id')}: start and relaxed structures differ in species or order")
+    cid = str(relaxed.info["config_id"])
+    s0, s1 = start.get_scaled_positions(wrap=False), relaxed.get_scaled_positions(wrap=False)
+    ds = s1 - s0
+    ds -= np.round(ds)
+    out = []
+    for f in fractions:
+        if not 0.0 < float(f) < 1.0:
+            raise InputError(f"path fraction {f}: expected a number between 0 and 1 (exclusive)")
+        cell = (1 - f) * np.asarray(start.cell) + f * np.asarray(relaxed.cell)
+        atoms = Atoms(start.numbers, scaled_positions=(s0 + f * ds) % 1.0, cell=cell, pbc=True)
+        atoms.info.update(structure_id=f"{prefix}path{f:.2f}_{cid}", config_id=cid, x=float(relaxed.info["x"]),
+                          temperature=0.0, sampling="path", path_fraction=float(f),
+                          source=source or "between the unrelaxed decoration and its MLIP minimum")
+        out.append(atoms)
+    return out
+
+
+def strained_label_inputs(atoms: Atoms, strains_percent: Sequence[float], rattle_A: float, seed: int,
+                          prefix: str = "", source: str = "") -> list[Atoms]:
+    """``atoms`` (a decoration at its Vegard cell) scaled isotropically by each linear strain (%), then rattled
+    uniformly by up to ``rattle_A`` (seeded): the equation of state at a mixed composition, which the phonon
+    samples at one volume never show. ``structure_id`` "<prefix>strain<s>_<config_id>", sampling "strained"."""
+    from capml.structures.thermal import uniform_rattle
+
+    cid = str(atoms.info["config_id"])
+    out = []
+    for i, strain in enumerate(strains_percent):
+        scaled = atoms.copy()
+        scaled.set_cell(np.asarray(atoms.cell) * (1 + float(strain) / 100), scale_atoms=True)
+        if rattle_A > 0:
+            scaled = uniform_rattle(scaled, rattle_A, seed + i)
+        fresh = Atoms(scaled.numbers, scaled.positions, cell=scaled.cell, pbc=True)
+        fresh.info.update(structure_id=f"{prefix}strain{float(strain):+g}_{cid}", config_id=f"{prefix}{cid}",
+                          x=float(atoms.info["x"]), temperature=0.0, sampling="strained",
+                          strain_percent=float(strain), source=source or "isotropic strain of a Vegard cell")
+        out.append(fresh)
+    return out
+
+
 def pick_uncertain(scores: np.ndarray, times_fs: np.ndarray, n_pick: int, min_spacing_fs: float) -> list[int]:
     """Indices of the ``n_pick`` highest ``scores`` of one trajectory, greedily, no two closer than
     ``min_spacing_fs`` in time (fewer when the trajectory is too short). Ties keep the earlier frame."""

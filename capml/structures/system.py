@@ -85,6 +85,20 @@ class SolidSolution:
         atoms.info["multiplicity"] = decoration.multiplicity
         return atoms
 
+    def unrelaxed(self, atoms: Atoms) -> Atoms:
+        """The Vegard (unrelaxed) supercell with the decoration of ``atoms`` (a structure of this system in the
+        supercell's atom order, relaxed or displaced)."""
+        sites = self.site_indices()
+        if len(atoms) != len(self.parent()):
+            raise InputError(f"{atoms.info.get('config_id', 'structure')}: {len(atoms)} atoms, expected "
+                             f"{len(self.parent())} (system supercell {list(self.supercell)})")
+        occupation = np.array(atoms.get_chemical_symbols())[sites] == self.species[0]
+        out = self._supercell(occupation)
+        if list(out.numbers) != list(atoms.numbers):
+            raise InputError(f"{atoms.info.get('config_id', 'structure')}: atoms not in the supercell's order")
+        out.info.update({k: atoms.info[k] for k in ("config_id", "x", "multiplicity") if k in atoms.info})
+        return out
+
     def end_member(self, species: str) -> Atoms:
         """The supercell with ``species`` on every mixed site."""
         if species not in self.species:

@@ -212,3 +212,19 @@ def test_resume_refuses_moved_structures(tmp_path):
     moved[1].positions[3, 0] += 0.05
     with pytest.raises(InputError, match=r"'s01'.*moved by up to 0.05 Å"):
         run_labels(moved, out, labeller)
+
+
+def test_subset_stride_zero_gives_the_fidelity_to_none_and_a_negative_one_is_refused(tmp_path):
+    from capml.structures.prototypes import antiperovskite
+    from tests.conftest import GFN2WithIPEA1Gap
+
+    atoms = antiperovskite("Ag", "S", "Br", 4.793).repeat((2, 2, 1))
+    atoms.rattle(0.03, seed=0)
+    atoms.info["structure_id"] = "s0"
+    out = tmp_path / "d.extxyz"
+    summary = run_labels([atoms], out, GFN2WithIPEA1Gap(), subsets={"ipea1": 0})
+    assert summary.labelled == 1
+    assert "gap_ipea1" not in read_dataset(out)[0].info
+    assert "ipea1" not in read_settings(out).fidelities
+    with pytest.raises(InputError, match=r"labels.subsets.ipea1=-1: expected a stride"):
+        run_labels([atoms], tmp_path / "e.extxyz", GFN2WithIPEA1Gap(), subsets={"ipea1": -1})
