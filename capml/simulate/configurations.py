@@ -3,7 +3,8 @@
 One relaxation per orbit of the supercell's space group instead of one per arrangement (e.g. 22 instead
 of 254 for two species on the 8 X sites of a 2x2x2 anti-perovskite cell); the multiplicity of each decoration (its
 orbit size) is what a configurational average weights it by. Each relaxed structure is appended to
-``relaxed.extxyz`` as soon as it is done, so a killed run skips what is already there.
+``relaxed.extxyz`` as soon as it is done, so a killed run skips what is already there. The relaxations run one
+after the other through ASE, or ``batch_size`` at a time in one torch-sim state (``relaxer="batched"``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from typing import Sequence
 from matplotlib.figure import Figure  # noqa: E402  (no pyplot: importing capml never switches a backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from ase.calculators.calculator import Calculator  # noqa: E402
 from ase.io import read, write  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from capml.errors import InputError  # noqa: E402
-from capml.simulate.relax import relax  # noqa: E402
+from capml.simulate.relax import Relaxed, relax, relax_batch  # noqa: E402
 from capml.structures.system import SolidSolution  # noqa: E402
 from capml.io.jsonio import write_json  # noqa: E402
 
@@ -29,12 +29,13 @@ log = logging.getLogger("capml.simulate")
 
 RELAXED = "relaxed.extxyz"
 TABLE = "energies.csv"
+RELAXERS = ("ase", "batched")
 
 
 def relax_configurations(
     system: SolidSolution,
     compositions: Sequence[int],
-    calculator: Calculator,
+    calculator,  # an ASE Calculator (relaxer="ase") or a torch-sim model computing stress (relaxer="batched")
     out_dir: str | Path,
     fmax_eV_A: float = 0.01,
     max_steps: int = 500,
@@ -43,28 +44,50 @@ def relax_configurations(
     random_arrangements: int = 100,
     seed: int = 0,
     volume_warning_percent: float = 5.0,
+    relaxer: str = "ase",
+    batch_size: int = 32,
 ) -> pd.DataFrame:
     """Relax every inequivalent decoration of each composition; returns (and writes) the ranked table. A relaxed
     volume more than ``volume_warning_percent`` away from the starting (Vegard) cell is logged as a warning: an
-    MLIP that swells or collapses a cell is usually outside its training data, and every later stage inherits it."""
+    MLIP that swells or collapses a cell is usually outside its training data, and every later stage inherits it.
+
+    ``relaxer="ase"``: one decoration at a time, ``calculator`` an ASE calculator and ``optimizer`` the ASE
+    optimiser. ``relaxer="batched"``: ``batch_size`` decorations at a time in one torch-sim state, ``calculator`` a
+    torch-sim model that computes stress (:func:`capml.simulate.mlip.batched_model`), FIRE only; the same FIRE
+    steps as the ASE path, so the same minima up to rounding (:func:`capml.simulate.relax.relax_batch`)."""
+    if relaxer not in RELAXERS:
+        raise InputError(f"relaxer={relaxer!r}: expected one of {list(RELAXERS)}")
+    if relaxer == "batched" and optimizer != "FIRE":
+        raise InputError(f"relaxer='batched' runs FIRE, not optimizer={optimizer!r} (use relaxer='ase' for it)")
+    if int(batch_size) < 1:
+        raise InputError(f"batch_size={batch_size}: expected an integer >= 1")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / RELAXED
     done = {a.info["config_id"] for a in read(path, ":")} if path.exists() else set()
     todo = [(k, d) for k in compositions for d in system.decorations(
-        k, max_enumerate=max_enumerate, n_random=random_arrangements, seed=seed)]
-    for k, decoration in tqdm(todo, desc="relax configurations", unit="config"):
-        if decoration.config_id in done:
-            continue
-        start = system.build(decoration)
-        start_volume_A3 = start.get_volume()
-        result = relax(start, calculator, fmax_eV_A, max_steps, optimizer)
+        k, max_enumerate=max_enumerate, n_random=random_arrangements, seed=seed) if d.config_id not in done]
+
+    def save(k, decoration, start_volume_A3: float, result: Relaxed) -> None:  # appended as each one finishes
         atoms = result.atoms
         atoms.info.update(config_id=decoration.config_id, x=decoration.x, n_occupied=k,
                           multiplicity=decoration.multiplicity, energy_eV=result.energy_eV,
                           max_force_eV_A=result.max_force_eV_A, steps=result.steps, converged=result.converged,
                           start_volume_A3=start_volume_A3)
         write(path, atoms, format="extxyz", append=True)
+        bar.update()
+
+    with tqdm(total=len(todo), desc="relax configurations", unit="config") as bar:
+        if relaxer == "ase":
+            for k, decoration in todo:
+                start = system.build(decoration)
+                save(k, decoration, start.get_volume(), relax(start, calculator, fmax_eV_A, max_steps, optimizer))
+        else:
+            for first in range(0, len(todo), int(batch_size)):
+                chunk = todo[first:first + int(batch_size)]
+                starts = [system.build(decoration) for _, decoration in chunk]
+                relax_batch(starts, calculator, fmax_eV_A, max_steps,
+                            on_done=lambda i, result: save(*chunk[i], starts[i].get_volume(), result))
     table = ranked_table(read(path, ":"), compositions)
     table.to_csv(out_dir / TABLE, index=False)
     swollen = table[table["volume_change_percent"].abs() > volume_warning_percent]

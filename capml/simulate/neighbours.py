@@ -132,7 +132,9 @@ def batched_mace_model(module, device, dtype, compute_forces: bool = True, compu
             if not bool(torch.as_tensor(state.pbc).all()) or state.system_idx is None \
                     or state.atomic_numbers is None or self.atomic_numbers_in_init:
                 return super().forward(state)
-            if not torch.equal(state.atomic_numbers, getattr(self, "atomic_numbers", torch.zeros(0))):
+            # the same atoms split into other systems (another batch of the same species) need their own ptr
+            if not torch.equal(state.atomic_numbers, getattr(self, "atomic_numbers", torch.zeros(0))) \
+                    or not torch.equal(state.system_idx, self.system_idx):
                 self.setup_from_system_idx(state.atomic_numbers, state.system_idx)
             cells = state.row_vector_cell
             edge_index, unit_shifts = self.verlet(state.positions, cells, state.system_idx)

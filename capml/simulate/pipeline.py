@@ -40,6 +40,18 @@ class ConfigurationSettings:
     max_enumerate: int = 20000
     random_arrangements: int = 100
     volume_warning_percent: float = 5.0
+    relaxer: str = "ase"                # ase | batched (capml.simulate.relax.relax_batch)
+    batch_size: int = 32
+
+    def __post_init__(self):
+        if self.relaxer not in conf_stage.RELAXERS:
+            raise InputError(f"simulate.configurations.relaxer={self.relaxer!r}: expected one of "
+                             f"{list(conf_stage.RELAXERS)}")
+        if self.relaxer == "batched" and self.optimizer != "FIRE":
+            raise InputError(f"simulate.configurations.relaxer=batched runs FIRE, not optimizer={self.optimizer}: "
+                             "set simulate.configurations.optimizer=FIRE or relaxer=ase")
+        if int(self.batch_size) < 1:
+            raise InputError(f"simulate.configurations.batch_size={self.batch_size}: expected an integer >= 1")
 
 
 @dataclass(frozen=True)
@@ -109,10 +121,12 @@ def solid_solution(cfg: DictConfig) -> SolidSolution:
 
 def configurations(run: SimulationRun, settings: PipelineSettings) -> pd.DataFrame:
     c = settings.configurations
+    calculator = run.relax_model() if c.relaxer == "batched" else run.calculator()
     table = conf_stage.relax_configurations(
-        run.system, run.compositions, run.calculator(), run.folder("configurations"), fmax_eV_A=c.fmax_eV_A,
+        run.system, run.compositions, calculator, run.folder("configurations"), fmax_eV_A=c.fmax_eV_A,
         max_steps=c.max_steps, optimizer=c.optimizer, max_enumerate=c.max_enumerate,
-        random_arrangements=c.random_arrangements, seed=run.seed, volume_warning_percent=c.volume_warning_percent)
+        random_arrangements=c.random_arrangements, seed=run.seed, volume_warning_percent=c.volume_warning_percent,
+        relaxer=c.relaxer, batch_size=c.batch_size)
     run.forget("table", "relaxed")
     log.info("relaxed %d configurations:\n%s", len(table),
              table[["config_id", "x", "multiplicity", "rank", "above_lowest_meV_per_atom"]].to_string(index=False))

@@ -206,6 +206,17 @@ class SimulationRun:
             self.mlip_model, self.md_dtype, self.device, compute_stress=compute_stress,
             neighbour_list=self.neighbour_list, skin_A=self.skin_A))
 
+    def relax_model(self):
+        """The MLIP as a batched torch-sim model with stress, in the relaxations' dtype (batched relaxations)."""
+        from capml.simulate.mlip import batched_model, check_elements
+
+        def make():
+            model = batched_model(self.mlip_model, self.dtype, self.device, compute_stress=True,
+                                  neighbour_list=self.neighbour_list, skin_A=self.skin_A)
+            check_elements(model.model, self.system.elements, f"simulate.mlip_model={self.mlip_model}")
+            return model
+        return self._cached("relax_model", make)
+
     def gap_model(self, key: str = "gnn_checkpoint"):
         """The gap model at ``simulate.<key>``: a checkpoint file or a folder of them (an ensemble)."""
         return self._cached(("gap", key), lambda: load_gap_model(getattr(self, key), f"simulate.{key}"))

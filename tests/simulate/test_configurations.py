@@ -14,7 +14,7 @@ from ase.io import read
 
 from capml.errors import InputError
 from capml.simulate.configurations import RELAXED, relax_configurations
-from capml.simulate.mlip import ase_calculator
+from capml.simulate.mlip import ase_calculator, batched_model
 from capml.simulate.relax import relax
 from capml.structures.system import compositions_from_x, load_system
 
@@ -45,10 +45,13 @@ def test_compositions_from_x():
         compositions_from_x([0.3], 8)
 
 
-def test_inequivalent_configurations_relaxed_ranked_and_resumed(mace_model_path, tmp_path):
+@pytest.mark.parametrize("relaxer", ["ase", "batched"])
+def test_inequivalent_configurations_relaxed_ranked_and_resumed(mace_model_path, tmp_path, relaxer):
     system = load_system("ag3sbri")
-    calc = ase_calculator(mace_model_path)
-    table = relax_configurations(system, [2, 8], calc, tmp_path, fmax_eV_A=0.05, max_steps=3)
+    # batched: 2 at a time, so that the 4 decorations take two batches
+    calc = ase_calculator(mace_model_path) if relaxer == "ase" else batched_model(mace_model_path, compute_stress=True)
+    options = dict(fmax_eV_A=0.05, max_steps=3, relaxer=relaxer, batch_size=2)
+    table = relax_configurations(system, [2, 8], calc, tmp_path, **options)
     assert len(table) == 3 + 1
     k2 = table[table["n_occupied"] == 2]
     assert k2["multiplicity"].sum() == comb(8, 2)
@@ -62,9 +65,36 @@ def test_inequivalent_configurations_relaxed_ranked_and_resumed(mace_model_path,
 
     # a rerun with one more composition relaxes only the new decorations
     before = len(read(tmp_path / RELAXED, ":"))
-    table = relax_configurations(system, [2, 8, 7], calc, tmp_path, fmax_eV_A=0.05, max_steps=3)
+    table = relax_configurations(system, [2, 8, 7], calc, tmp_path, **options)
     assert len(read(tmp_path / RELAXED, ":")) == before + 1
     assert len(table) == 5
+
+
+def test_batched_relaxer_gives_the_ase_relaxer_table(mace_model_path, tmp_path):
+    """relaxer=batched against relaxer=ase on the same model: the same steps to the same minima, written as each
+    finishes (in the order they converge, not the decorations' order)."""
+    system = load_system("ag3sbri", supercell=(2, 1, 1))  # 10 atoms: decorations k = 0, 1, 2 take 35-38 steps
+    options = dict(fmax_eV_A=0.005, max_steps=200)
+    ase_table = relax_configurations(system, [0, 1, 2], ase_calculator(mace_model_path), tmp_path / "ase", **options)
+    table = relax_configurations(system, [0, 1, 2], batched_model(mace_model_path, compute_stress=True),
+                                 tmp_path / "batched", relaxer="batched", **options)
+    assert ase_table["converged"].all() and table["converged"].all()
+    assert list(table["config_id"]) == list(ase_table["config_id"])
+    assert list(table["steps"]) == list(ase_table["steps"])
+    np.testing.assert_allclose(table["energy_per_atom_eV"], ase_table["energy_per_atom_eV"], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(table["volume_A3"], ase_table["volume_A3"], rtol=1e-8)
+    written = [a.info["config_id"] for a in read(tmp_path / "batched" / RELAXED, ":")]
+    assert written == list(table.sort_values("steps")["config_id"])
+
+
+def test_batched_relaxer_settings_are_checked(mace_model_path, tmp_path):
+    system, model = load_system("ag3sbri"), batched_model(mace_model_path, compute_stress=True)
+    with pytest.raises(InputError, match="relaxer='batched' runs FIRE, not optimizer='BFGS'"):
+        relax_configurations(system, [0], model, tmp_path, relaxer="batched", optimizer="BFGS")
+    with pytest.raises(InputError, match="relaxer='fast': expected one of"):
+        relax_configurations(system, [0], model, tmp_path, relaxer="fast")
+    with pytest.raises(InputError, match="compute_stress=True"):
+        relax_configurations(system, [0], batched_model(mace_model_path), tmp_path, relaxer="batched")
 
 
 def test_relaxed_volume_is_compared_with_the_starting_cell(mace_model_path, tmp_path, caplog):
@@ -92,3 +122,19 @@ def test_full_2x2x2_needs_22_relaxations_not_254():
     assert sum(counts) == 22
     assert sum(comb(8, k) for k in range(1, 8)) == 254  # the seed's relaxations (k = 1..7)
     assert sum(counts[1:8]) == 20
+
+
+def test_configurations_stage_runs_the_batched_relaxer_from_the_config(mace_model_path, tmp_path):
+    from capml.simulate.stages import run_stage
+
+    from .conftest import simulate_config
+
+    overrides = [f"simulate.mlip_model={mace_model_path}", "simulate.x=[0,1]", "simulate.configurations.max_steps=2",
+                 "simulate.configurations.relaxer=batched", "simulate.configurations.batch_size=1"]
+    run_stage(simulate_config(tmp_path, "stage=configurations", *overrides))
+    frames = read(tmp_path / "configurations" / RELAXED, ":")
+    assert sorted(a.info["config_id"] for a in frames) == ["k0of8_d0", "k8of8_d0"]
+    assert all(a.info["steps"] == 2 for a in frames)
+    with pytest.raises(InputError, match="simulate.configurations.relaxer=batched runs FIRE, not optimizer=BFGS"):
+        run_stage(simulate_config(tmp_path / "bfgs", "stage=configurations", *overrides,
+                                  "simulate.configurations.optimizer=BFGS"))

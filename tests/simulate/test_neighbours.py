@@ -82,6 +82,24 @@ def test_mace_with_the_batched_list_equals_the_per_system_loop(mace_model_path):
         np.testing.assert_allclose(ours[key].numpy(), loop[key].numpy(), rtol=1e-10, atol=1e-10)
 
 
+
+def test_the_same_atoms_split_into_other_systems_get_their_own_energies(mace_model_path):
+    """[5-atom cell, 10-atom cell], [10, 5], [5, 5, 5]: the same atomic numbers in a row, split into systems
+    differently (the model once kept the first split's system boundaries while the atomic numbers stayed the same,
+    and gave 2 energies for 3 systems)."""
+    import torch_sim as ts
+
+    from capml.simulate.mlip import batched_model
+
+    unit = antiperovskite("Ag", "S", "Br", 4.79)
+    double = unit.repeat((2, 1, 1))
+    model = batched_model(mace_model_path, "float64", neighbour_list="batched")
+    energy = {len(a): float(model(ts.io.atoms_to_state([a], torch.device("cpu"), torch.float64))["energy"][0])
+              for a in (unit, double)}
+    for order in ([unit, double], [double, unit], [unit, unit, unit]):
+        out = model(ts.io.atoms_to_state(order, torch.device("cpu"), torch.float64))
+        np.testing.assert_allclose(out["energy"].numpy(), [energy[len(a)] for a in order], rtol=1e-12)
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_the_list_on_cuda_equals_the_cpu_list():
