@@ -38,6 +38,32 @@ def test_the_committed_dataset_is_complete():
         assert {"REF_energy", "REF_stress", "gap_pbesol"} <= set(atoms.info) and "REF_forces" in atoms.arrays
 
 
+def test_the_extra_training_sets_are_committed_and_fit_the_dataset():
+    """Every file the cspbbri system adds to the training split (``system.extra_train``: relaxed configurations, MD
+    snapshots, active-learning rounds) and pools for cross-validation (``system.labelled_sets``) is committed,
+    labelled with the dataset's settings and holds structures the dataset does not: what mlip.extra_train and
+    data.extra_train refuse otherwise. The relaxation-path and relaxed frames carry the HSE06 gap."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from capml.cli import CONFIG_DIR
+    from capml.io.contract import read_dataset, refuse_mixed_settings, refuse_repeated_ids
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train_mlip", overrides=["system=cspbbri"])
+    extra = [Path(p) for p in OmegaConf.to_container(cfg.mlip.extra_train, resolve=True)]
+    labelled = [Path(p) for p in OmegaConf.to_container(cfg.system.labelled_sets, resolve=True)]
+    assert len(extra) >= 4 and all(p.is_file() for p in extra + labelled)
+    assert set(labelled) == {Path(cfg.system.dataset), *extra}
+    refuse_mixed_settings(labelled, None, "test")
+    frames = {p.name: read_dataset(p, require=["REF_energy", "REF_forces", "REF_stress", "gap_pbesol"])
+              for p in labelled}
+    refuse_repeated_ids([(name, [a.info["structure_id"] for a in f]) for name, f in frames.items()], "test")
+    round1 = frames["round1.extxyz"]
+    assert {a.info["sampling"] for a in round1} == {"relaxed", "path"}
+    assert all("gap_hse06" in a.info for a in round1)
+
+
 def test_train_py_on_the_cspbbri_system(tmp_path):
     """The gap GNN composed for the second material trains (one batch of every stage) on its committed dataset,
     with the bundled MLIP's descriptors."""
