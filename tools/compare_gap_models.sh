@@ -5,14 +5,15 @@
 # skipped, so a killed comparison resumes.
 #   tools/compare_gap_models.sh DATA_DIR OUT_DIR [NAME ...]     # default: every candidate below
 #   SYSTEM=cspbbri MLIP=models/cspbbri/mace_base.model tools/compare_gap_models.sh data/cspbbri runs/cv_cspbbri
-# (SYSTEM: the conf/system/ name, default ag3sbri; MLIP: the MACE whose descriptors the *_mace candidates use)
+# (SYSTEM: the conf/system/ name, default ag3sbri; MLIP: the MACE whose descriptors the *_mace candidates use;
+# SETS: comma-separated labelled files to pool instead of those found in DATA_DIR)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=$(realpath "$1"); OUT=$2; shift 2; mkdir -p "$OUT"
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-SETS=$(ls "$DATA"/dataset.extxyz "$DATA"/relaxed.extxyz "$DATA"/relaxed_r2.extxyz "$DATA"/al_round*[0-9].extxyz \
-        "$DATA"/md_check_*[0-9].extxyz 2>/dev/null | paste -sd, - || true)
+SETS=${SETS:-$(ls "$DATA"/dataset.extxyz "$DATA"/relaxed.extxyz "$DATA"/relaxed_r2.extxyz "$DATA"/al_round*[0-9].extxyz \
+        "$DATA"/md_check_*[0-9].extxyz 2>/dev/null | paste -sd, - || true)}
 SYSTEM=${SYSTEM:-ag3sbri}
 MACE="data.descriptors=\${capml_root:}/${MLIP:-models/mace_finetuned.model}"
 declare -A RUN=(

@@ -34,6 +34,8 @@ def main(argv=None) -> int:
     p.add_argument("--out-strained", type=Path)
     p.add_argument("--exclude", nargs="*", default=[], type=Path, help="labelled sets whose configurations to skip")
     p.add_argument("--relaxed", type=int, default=6, help="relaxed mixed decorations, spread over volume")
+    p.add_argument("--lowest", type=int, default=0,
+                   help="also the N lowest-energy relaxed configurations of every composition (a DFT check)")
     p.add_argument("--path-configs", type=int, default=3, help="lowest mixed decorations to sample a path of")
     p.add_argument("--fractions", type=float, nargs="*", default=[0.25, 0.5])
     p.add_argument("--strained-x", type=float, nargs="*", default=[])
@@ -55,6 +57,9 @@ def main(argv=None) -> int:
         free = mixed[~mixed.config_id.isin(done)].sort_values("volume_A3")
         idx = np.unique(np.round(np.linspace(0, len(free) - 1, a.relaxed)).astype(int)) if a.relaxed else []
         picks = list(free.config_id.iloc[idx])
+        lowest = [c for _, part in table.sort_values("energy_per_atom_eV").groupby("x", sort=True)
+                  for c in part.config_id.iloc[: a.lowest] if c not in done and c not in picks]
+        picks += lowest
         inputs = relaxed_label_inputs([relaxed[c] for c in picks], a.prefix, source)
         for cid in mixed.config_id.iloc[: a.path_configs]:
             inputs += path_label_inputs(system.unrelaxed(relaxed[cid]), relaxed[cid], a.fractions, a.prefix, source)
