@@ -10,6 +10,7 @@ after the other through ASE, or ``batch_size`` at a time in one torch-sim state 
 from __future__ import annotations
 
 import logging
+import zlib
 from math import comb
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from capml.errors import InputError  # noqa: E402
 from capml.simulate.relax import Relaxed, relax, relax_batch  # noqa: E402
 from capml.structures.system import SolidSolution  # noqa: E402
+from capml.structures.thermal import uniform_rattle  # noqa: E402
 from capml.io.jsonio import write_json  # noqa: E402
 
 log = logging.getLogger("capml.simulate")
@@ -46,6 +48,7 @@ def relax_configurations(
     volume_warning_percent: float = 5.0,
     relaxer: str = "ase",
     batch_size: int = 32,
+    rattle_A: float = 0.0,
 ) -> pd.DataFrame:
     """Relax every inequivalent decoration of each composition; returns (and writes) the ranked table. A relaxed
     volume more than ``volume_warning_percent`` away from the starting (Vegard) cell is logged as a warning: an
@@ -54,13 +57,29 @@ def relax_configurations(
     ``relaxer="ase"``: one decoration at a time, ``calculator`` an ASE calculator and ``optimizer`` the ASE
     optimiser. ``relaxer="batched"``: ``batch_size`` decorations at a time in one torch-sim state, ``calculator`` a
     torch-sim model that computes stress (:func:`capml.simulate.mlip.batched_model`), FIRE only; the same FIRE
-    steps as the ASE path, so the same minima up to rounding (:func:`capml.simulate.relax.relax_batch`)."""
+    steps as the ASE path, so the same minima up to rounding (:func:`capml.simulate.relax.relax_batch`).
+
+    ``rattle_A`` > 0 displaces every starting structure by a uniform rattle of that amplitude (seeded by ``seed``
+    and the decoration) before it relaxes. A high-symmetry start of a harmonically unstable crystal (cubic
+    perovskites, anti-perovskites) has zero forces by symmetry and stays on its saddle point; a rattle lets it fall
+    into a distorted minimum, as the ordered decorations of lower symmetry do anyway."""
     if relaxer not in RELAXERS:
         raise InputError(f"relaxer={relaxer!r}: expected one of {list(RELAXERS)}")
     if relaxer == "batched" and optimizer != "FIRE":
         raise InputError(f"relaxer='batched' runs FIRE, not optimizer={optimizer!r} (use relaxer='ase' for it)")
     if int(batch_size) < 1:
         raise InputError(f"batch_size={batch_size}: expected an integer >= 1")
+    if float(rattle_A) < 0:
+        raise InputError(f"rattle_A={rattle_A}: expected an amplitude >= 0 (Å)")
+
+    def start_of(k, decoration):
+        start = system.build(decoration)
+        if rattle_A > 0:
+            stream = [int(seed), int(k), zlib.crc32(decoration.config_id.encode())]  # one per decoration
+            moved = uniform_rattle(start, float(rattle_A), stream)
+            start.positions = moved.positions
+        return start
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / RELAXED
@@ -80,12 +99,12 @@ def relax_configurations(
     with tqdm(total=len(todo), desc="relax configurations", unit="config") as bar:
         if relaxer == "ase":
             for k, decoration in todo:
-                start = system.build(decoration)
+                start = start_of(k, decoration)
                 save(k, decoration, start.get_volume(), relax(start, calculator, fmax_eV_A, max_steps, optimizer))
         else:
             for first in range(0, len(todo), int(batch_size)):
                 chunk = todo[first:first + int(batch_size)]
-                starts = [system.build(decoration) for _, decoration in chunk]
+                starts = [start_of(k, decoration) for k, decoration in chunk]
                 relax_batch(starts, calculator, fmax_eV_A, max_steps,
                             on_done=lambda i, result: save(*chunk[i], starts[i].get_volume(), result))
     table = ranked_table(read(path, ":"), compositions)

@@ -42,6 +42,7 @@ class ConfigurationSettings:
     volume_warning_percent: float = 5.0
     relaxer: str = "ase"                # ase | batched (capml.simulate.relax.relax_batch)
     batch_size: int = 32
+    rattle_A: float = 0.0               # displace each start before relaxing (off a symmetric saddle point)
 
     def __post_init__(self):
         if self.relaxer not in conf_stage.RELAXERS:
@@ -52,6 +53,8 @@ class ConfigurationSettings:
                              "set simulate.configurations.optimizer=FIRE or relaxer=ase")
         if int(self.batch_size) < 1:
             raise InputError(f"simulate.configurations.batch_size={self.batch_size}: expected an integer >= 1")
+        if float(self.rattle_A) < 0:
+            raise InputError(f"simulate.configurations.rattle_A={self.rattle_A}: expected an amplitude >= 0 (Å)")
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ def configurations(run: SimulationRun, settings: PipelineSettings) -> pd.DataFra
         run.system, run.compositions, calculator, run.folder("configurations"), fmax_eV_A=c.fmax_eV_A,
         max_steps=c.max_steps, optimizer=c.optimizer, max_enumerate=c.max_enumerate,
         random_arrangements=c.random_arrangements, seed=run.seed, volume_warning_percent=c.volume_warning_percent,
-        relaxer=c.relaxer, batch_size=c.batch_size)
+        relaxer=c.relaxer, batch_size=c.batch_size, rattle_A=c.rattle_A)
     run.forget("table", "relaxed")
     log.info("relaxed %d configurations:\n%s", len(table),
              table[["config_id", "x", "multiplicity", "rank", "above_lowest_meV_per_atom"]].to_string(index=False))

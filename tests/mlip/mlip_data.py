@@ -34,8 +34,9 @@ def emt_frames(n_configs: int = 12, per_config: int = 2, seed: int = 0, force_sc
 
 
 def mlip_config(**overrides):
-    """The shipped mlip config group with test overrides (dotted keys)."""
-    cfg = OmegaConf.create({"mlip": OmegaConf.load(CONFIG_DIR / "mlip" / "default.yaml")})
+    """The shipped mlip config group with test overrides (dotted keys), on a system with no keys set."""
+    cfg = OmegaConf.create({"mlip": OmegaConf.load(CONFIG_DIR / "mlip" / "default.yaml"),
+                            "system": OmegaConf.load(CONFIG_DIR / "system" / "_defaults.yaml")})
     for key, value in overrides.items():
         OmegaConf.update(cfg, f"mlip.{key}", value, merge=False)
     return cfg

@@ -5,6 +5,7 @@ from __future__ import annotations
 from math import comb
 
 import json
+from pathlib import Path
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -17,6 +18,8 @@ from capml.simulate.configurations import RELAXED, relax_configurations
 from capml.simulate.mlip import ase_calculator, batched_model
 from capml.simulate.relax import relax
 from capml.structures.system import compositions_from_x, load_system
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_cell_and_positions_relax_to_the_eos_minimum():
@@ -138,3 +141,32 @@ def test_configurations_stage_runs_the_batched_relaxer_from_the_config(mace_mode
     with pytest.raises(InputError, match="simulate.configurations.relaxer=batched runs FIRE, not optimizer=BFGS"):
         run_stage(simulate_config(tmp_path / "bfgs", "stage=configurations", *overrides,
                                   "simulate.configurations.optimizer=BFGS"))
+
+
+def test_a_rattled_start_leaves_the_cubic_saddle_point_of_an_unstable_end_member(tmp_path):
+    """Cubic CsPbBr3 is harmonically unstable (GPAW phonons: imaginary Γ modes down to -1.98 THz,
+    data/cspbbri/phonons/CsPbBr3), so a lower-energy distorted structure exists. From the ideal cell the forces vanish
+    by symmetry and the relaxation stays on the saddle (0 steps); with ``rattle_A`` it falls below it. The rattle is
+    seeded: a rerun gives the same start and the same minimum."""
+    from capml.mlip.calculator import mace_calculator
+    from capml.phonons import load_phonons
+
+    frequencies_THz = load_phonons(ROOT / "data/cspbbri/phonons/CsPbBr3/phonopy.yaml").get_frequencies([0, 0, 0])
+    assert frequencies_THz.min() < -1.0  # the independent reason a lower minimum must exist
+    system = load_system("cspbbri")
+    calc = mace_calculator(ROOT / "models/cspbbri/mace_finetuned.model")
+    kwargs = dict(fmax_eV_A=0.05, max_steps=60, seed=0)
+    ideal = relax_configurations(system, [24], calc, tmp_path / "ideal", **kwargs)
+    rattled = relax_configurations(system, [24], calc, tmp_path / "rattled", rattle_A=0.05, **kwargs)
+    for name in ("start0", "start1"):  # no steps: the relaxed file holds the rattled start
+        relax_configurations(system, [24], calc, tmp_path / name, rattle_A=0.05, **{**kwargs, "max_steps": 0})
+    starts = [read(tmp_path / name / RELAXED) for name in ("start0", "start1")]
+    assert int(ideal["steps"].iloc[0]) == 0
+    assert int(rattled["steps"].iloc[0]) > 0
+    drop_meV_per_atom = 1000 * (ideal["energy_per_atom_eV"].iloc[0] - rattled["energy_per_atom_eV"].iloc[0])
+    assert drop_meV_per_atom > 1.0
+    np.testing.assert_array_equal(starts[0].positions, starts[1].positions)  # seeded: the same start twice
+    shift_A = np.abs(starts[0].positions - system.end_member("Br").positions)
+    assert 0 < shift_A.max() <= 0.05
+    with pytest.raises(InputError, match="rattle_A=-0.1"):
+        relax_configurations(system, [24], calc, tmp_path / "bad", rattle_A=-0.1, **kwargs)
