@@ -105,7 +105,7 @@ def test_recomputed_structure_matches_stored_energy(frames):
     assert labels.gaps_eV["pbesol"] == pytest.approx(atoms.info["gap_pbesol"], abs=5e-3)
 
 
-LABEL_SETS = [(f"{name}.extxyz", f"{name}_structures.extxyz") for name in ("relaxed", "relaxed_r2")] + [
+LABEL_SETS = [(f"{name}.extxyz", f"{name}_structures.extxyz") for name in ("relaxed", "relaxed_r2", "relaxed_rattle")] + [
     (f"al_round{r}.extxyz", f"al_round{r}_structures.extxyz") for r in (0, 1)] + [
     (f"md_check_{run}.extxyz", f"md_check_{run}_structures.extxyz")
     for run in ("round0", "round1_seed0", "round1_seed1", "round1_seed2", "eg_map_T100")]
