@@ -76,8 +76,7 @@ def relax_configurations(
         start = system.build(decoration)
         if rattle_A > 0:
             stream = [int(seed), int(k), zlib.crc32(decoration.config_id.encode())]  # one per decoration
-            moved = uniform_rattle(start, float(rattle_A), stream)
-            start.positions = moved.positions
+            start = uniform_rattle(start, float(rattle_A), stream)  # a copy, info kept
         return start
 
     out_dir = Path(out_dir)
