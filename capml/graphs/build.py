@@ -38,29 +38,33 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="capml-graphs")
 
 
-def with_descriptors(features: Sequence[np.ndarray], structures: Sequence[Atoms], descriptors: str | None):
-    """Elemental node features, followed by the MACE model ``descriptors``' invariant descriptors when named."""
+def with_descriptors(features: Sequence[np.ndarray], structures: Sequence[Atoms], descriptors: str | None,
+                     descriptor_dtype: str = "float64"):
+    """Elemental node features, followed by the MACE model ``descriptors``' invariant descriptors when named
+    (computed in ``descriptor_dtype``)."""
     if not descriptors:
         return list(features)
     from capml.graphs.descriptors import descriptors_for
 
-    return [np.concatenate([f, d], axis=1) for f, d in zip(features, descriptors_for(descriptors)(structures))]
+    values = descriptors_for(descriptors, dtype=descriptor_dtype)(structures)
+    return [np.concatenate([f, d], axis=1) for f, d in zip(features, values)]
 
 
 def batch_graphs(structures: Sequence[Atoms], cutoff_A: float = DEFAULT_CUTOFF_A, where: str = "<atoms>",
-                 workers: int = 1, descriptors: str | None = None) -> Batch:
+                 workers: int = 1, descriptors: str | None = None, descriptor_dtype: str = "float64") -> Batch:
     """One disjoint-union graph of ``structures``, concatenated in numpy (much faster than Batch.from_data_list).
 
     ``workers`` > 1 builds the per-structure neighbour lists in threads (vesin releases the GIL); ``descriptors``
-    (a MACE model, see capml.graphs.descriptors) appends its per-atom descriptors, one model call per batch."""
+    (a MACE model, see capml.graphs.descriptors) appends its per-atom descriptors, one model call per batch, in
+    ``descriptor_dtype``."""
     def build(k: int):
         return graph_arrays(structures[k], cutoff_A, f"{where}: structure {k}")
 
     indices = range(len(structures))
     parts = list(_pool(workers).map(build, indices)) if workers > 1 and len(structures) > 1 else list(map(build, indices))
     if descriptors:
-        parts = [(f, e, d) for f, (_, e, d) in zip(with_descriptors([p[0] for p in parts], structures, descriptors),
-                                                    parts)]
+        features = with_descriptors([p[0] for p in parts], structures, descriptors, descriptor_dtype)
+        parts = [(f, e, d) for f, (_, e, d) in zip(features, parts)]
     n_atoms = np.array([len(p[0]) for p in parts])
     offsets = np.concatenate([[0], np.cumsum(n_atoms)[:-1]])
     edge_index = np.concatenate([p[1] + off for p, off in zip(parts, offsets)], axis=1)

@@ -33,13 +33,46 @@ def ase_calculator(model_path: str | Path, dtype: str = "float64", device: str =
 
 
 NEIGHBOUR_LISTS = ("batched", "per_system")
+CUEQ = ("auto", "true", "false")
+
+
+def use_cueq(cueq: str | bool, device: str) -> bool:
+    """Whether to run MACE on cuequivariance kernels (``simulate.cueq``): ``auto`` when cuequivariance-torch is
+    installed (the optional extra ``capml[cueq]``) and the device is a GPU, ``true`` always (an error when it is not
+    installed; on a CPU its fallback is 4x slower than e3nn), ``false`` never."""
+    value = str(cueq).lower()
+    if value not in CUEQ:
+        raise InputError(f"simulate.cueq={cueq!r}: expected one of {list(CUEQ)}")
+    if value == "false":
+        return False
+    try:
+        import cuequivariance_torch  # noqa: F401
+    except ImportError:
+        if value == "true":
+            raise InputError("simulate.cueq=true: cuequivariance-torch is not installed (pip install "
+                             "'capml[cueq]', with cuequivariance-ops-torch-cu12 for the GPU kernels)") from None
+        return False
+    return value == "true" or str(device).startswith("cuda")
+
+
+def cueq_module(module: torch.nn.Module, dtype: str, device: str) -> torch.nn.Module:
+    """The same MACE with its tensor products, symmetric contractions and linear layers on cuequivariance
+    (mace-torch's own converter; same energies and forces to 1e-8 eV, tests/simulate/test_mlip_cueq.py)."""
+    from mace.cli.convert_e3nn_cueq import run as e3nn_to_cueq
+
+    default = torch.get_default_dtype()
+    try:  # the converter builds the new module in the default dtype and sets it globally
+        return e3nn_to_cueq(module.to(DTYPES[dtype]), device=str(device), return_model=True)
+    finally:
+        torch.set_default_dtype(default)
 
 
 def batched_model(model_path: str | Path, dtype: str = "float64", device: str = "cpu",
-                  compute_stress: bool = False, neighbour_list: str = "batched", skin_A: float = 1.0):
+                  compute_stress: bool = False, neighbour_list: str = "batched", skin_A: float = 1.0,
+                  cueq: str | bool = "false"):
     """torch-sim ``MaceModel`` around the MACE module saved in ``model_path``. ``neighbour_list="batched"``: one
     neighbour-list pass for all systems on the model's device with a Verlet skin (capml.simulate.neighbours);
-    ``"per_system"``: torch-sim's own loop (vesin per system on the CPU)."""
+    ``"per_system"``: torch-sim's own loop (vesin per system on the CPU). ``cueq``: see :func:`use_cueq`."""
     from torch_sim.models.mace import MaceModel
 
     from capml.simulate.neighbours import batched_mace_model
@@ -47,6 +80,8 @@ def batched_model(model_path: str | Path, dtype: str = "float64", device: str = 
     if neighbour_list not in NEIGHBOUR_LISTS:
         raise InputError(f"simulate.md.neighbour_list={neighbour_list!r}: expected one of {list(NEIGHBOUR_LISTS)}")
     module = load_mace_module(_model_file(model_path, dtype, device), device)
+    if use_cueq(cueq, device):
+        module = cueq_module(module, dtype, device)
     # forces need gradients with respect to positions only; with trainable weights every step's backward pass
     # also builds weight gradients, which doubled the cost of a step (33 vs 65 ms for a 40-atom cell on one core)
     module.requires_grad_(False)

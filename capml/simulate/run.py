@@ -58,11 +58,13 @@ class SimulationRun:
     device: str = "cpu"
     dtype: str = "float64"              # relaxations and phonons; MD has its own (MDSettings / md_dtype)
     md_dtype: str = "float32"
+    gap_dtype: str = "float64"          # the gap models' MACE descriptors (float32: 2.8x faster on a CPU)
     md_configurations_per_composition: int | None = 1
     md_replicas: int = 1
     phonons_n_lowest: int | None = 1
     neighbour_list: str = "batched"
     skin_A: float = 1.0
+    cueq: str = "auto"                  # MACE on cuequivariance kernels (batched MD and relaxations): auto | true | false
     seed: int = 0
     layout: dict = field(default_factory=dict)  # stage -> folder relative to workdir, where not <stage>
     _cache: dict = field(default_factory=dict, repr=False)
@@ -74,6 +76,12 @@ class SimulationRun:
         if any(v <= 0 for v in values):
             raise InputError(f"simulate.temperature={values}: expected temperatures in K above 0")
         self.temperatures_K = values
+        if self.gap_dtype not in ("float64", "float32"):
+            raise InputError(f"simulate.gap_dtype={self.gap_dtype!r}: expected 'float64' or 'float32'")
+        from capml.simulate.mlip import CUEQ
+
+        if str(self.cueq).lower() not in CUEQ:
+            raise InputError(f"simulate.cueq={self.cueq!r}: expected one of {list(CUEQ)}")
         if int(self.md_replicas) < 1:
             raise InputError(f"simulate.md.replicas={self.md_replicas}: expected an integer >= 1")
         self.compositions = compositions_from_x(self.x, self.system.n_sites)  # occupied-site counts
@@ -86,10 +94,10 @@ class SimulationRun:
         return cls(workdir=Path(cfg.workdir), system=SolidSolution.from_config(cfg.system), x=x, temperatures_K=t,
                    mlip_model=s.mlip_model, gnn_checkpoint=s.gnn_checkpoint,
                    gnn_checkpoint_beside=s.get("gnn_checkpoint_beside"), device=s.device, dtype=s.dtype,
-                   md_dtype=s.md.dtype, md_configurations_per_composition=s.md.configurations_per_composition,
+                   md_dtype=s.md.dtype, gap_dtype=s.get("gap_dtype", "float64"), md_configurations_per_composition=s.md.configurations_per_composition,
                    md_replicas=int(s.md.get("replicas") or 1), phonons_n_lowest=s.phonons.n_lowest,
                    neighbour_list=s.md.get("neighbour_list", "batched"), skin_A=float(s.md.get("skin_A", 1.0)),
-                   seed=int(cfg.seed))
+                   cueq=str(s.get("cueq", "auto")).lower(), seed=int(cfg.seed))
 
     # -- layout ------------------------------------------------------------------------------------------------
     def folder(self, stage: str) -> Path:
@@ -204,7 +212,7 @@ class SimulationRun:
 
         return self._cached(("md_model", compute_stress), lambda: batched_model(
             self.mlip_model, self.md_dtype, self.device, compute_stress=compute_stress,
-            neighbour_list=self.neighbour_list, skin_A=self.skin_A))
+            neighbour_list=self.neighbour_list, skin_A=self.skin_A, cueq=self.cueq))
 
     def relax_model(self):
         """The MLIP as a batched torch-sim model with stress, in the relaxations' dtype (batched relaxations)."""
@@ -212,14 +220,15 @@ class SimulationRun:
 
         def make():
             model = batched_model(self.mlip_model, self.dtype, self.device, compute_stress=True,
-                                  neighbour_list=self.neighbour_list, skin_A=self.skin_A)
+                                  neighbour_list=self.neighbour_list, skin_A=self.skin_A, cueq=self.cueq)
             check_elements(model.model, self.system.elements, f"simulate.mlip_model={self.mlip_model}")
             return model
         return self._cached("relax_model", make)
 
     def gap_model(self, key: str = "gnn_checkpoint"):
         """The gap model at ``simulate.<key>``: a checkpoint file or a folder of them (an ensemble)."""
-        return self._cached(("gap", key), lambda: load_gap_model(getattr(self, key), f"simulate.{key}"))
+        return self._cached(("gap", key), lambda: load_gap_model(getattr(self, key), f"simulate.{key}",
+                                                                 self.gap_dtype))
 
     def flag_threshold_eV(self, flag_std_eV: float | None = None) -> float:
         """Ensemble spread above which a prediction counts as outside the training data: ``flag_std_eV`` when
@@ -230,8 +239,9 @@ class SimulationRun:
         return float(json.loads(card.read_text()).get("flag_std_eV", "nan")) if card.is_file() else float("nan")
 
 
-def load_gap_model(path: str | Path | None, where: str):
-    """A band-gap GapPredictor from a checkpoint or an ensemble folder; ``where`` names the setting in errors."""
+def load_gap_model(path: str | Path | None, where: str, descriptor_dtype: str = "float64"):
+    """A band-gap GapPredictor from a checkpoint or an ensemble folder; ``where`` names the setting in errors;
+    ``descriptor_dtype`` is the precision of the MACE descriptors of models that use them."""
     if path is None:
         key = where.rsplit(".", 1)[-1]
         raise InputError(f"{where}: not set (the system names no gap model: set system.{key} or "
@@ -242,7 +252,7 @@ def load_gap_model(path: str | Path | None, where: str):
                          "or point it at a .ckpt file or a folder of them, an ensemble)")
     from capml.models.predict import GapPredictor
 
-    model = GapPredictor.from_checkpoint(str(path))
+    model = GapPredictor.from_checkpoint(str(path), descriptor_dtype=descriptor_dtype)
     if not str(model.target).startswith("gap_"):
         raise InputError(f"{where}={path}: a model of target '{model.target}', expected a band-gap model "
                          "(target gap_<fidelity>)")

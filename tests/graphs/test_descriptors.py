@@ -88,3 +88,23 @@ def test_a_changed_mace_file_is_refused(gap_dataset, tmp_path):
     descriptors_for.cache_clear()
     with pytest.raises(InputError, match="has changed since"):
         GapPredictor.from_checkpoint(metrics["checkpoint"])
+
+
+def test_float32_descriptors_move_the_bundled_gaps_by_under_1e4_eV():
+    """The bundled HSE06 ensemble (reading MACE descriptors) on DFT-labelled MD
+    snapshots and relaxed cells: float32 descriptors (simulate.gap_dtype) against the float64 it was trained on."""
+    from capml.cli import ROOT
+    from capml.errors import InputError
+    from capml.models.predict import GapPredictor
+
+    frames = (read_dataset(ROOT / "data/ag3sbri/md_check_eg_map_T100.extxyz", require=())
+              + read_dataset(ROOT / "data/ag3sbri/relaxed_rattle.extxyz", require=()))
+    path = ROOT / "models/gnn_gap_hse06"
+    mean64, std64 = GapPredictor.from_checkpoint(path).predict(frames, return_std=True)
+    model32 = GapPredictor.from_checkpoint(path, descriptor_dtype="float32")
+    assert model32.descriptors and model32.descriptor_dtype == "float32"
+    mean32, std32 = model32.predict(frames, return_std=True)
+    assert np.abs(mean32 - mean64).max() < 1e-4 and np.abs(std32 - std64).max() < 1e-4
+    assert np.abs(mean32 - mean64).max() > 0  # it did run in the other precision
+    with pytest.raises(InputError, match="descriptor dtype 'float16'"):
+        GapPredictor.from_checkpoint(path, descriptor_dtype="float16")

@@ -186,3 +186,7 @@ def test_eg_map_experiment_covers_every_composition_and_temperature(tmp_path):
     assert cfg.stage == "pipeline" and run.compositions == list(range(9))  # all k/8 of the 2x2x2 cell
     assert run.temperatures_K == [100.0, 200.0, 300.0, 400.0, 500.0, 600.0]
     assert cfg.simulate.md.replicas == 2 and cfg.simulate.gaps.discard_fs == "auto"
+    # the distorted minima as 0 K reference, 2 fs steps (bench/bench_timestep.py), float32 descriptors
+    assert cfg.simulate.configurations.rattle_A == 0.05 and run.gap_dtype == "float32"
+    assert cfg.simulate.md.timestep_fs * cfg.simulate.md.n_steps == 500.0  # fs per replica
+    assert cfg.simulate.md.timestep_fs * cfg.simulate.md.save_every_steps == 10.0  # fs between frames
