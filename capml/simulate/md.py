@@ -35,6 +35,10 @@ from capml.io.extxyz import append_frame, read_complete_frames
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "md_state.pt"
+# systems per model call on a CPU (simulate.md.max_atoms_per_batch=auto): with two torch threads one step costs 25 ms
+# per 40-atom system in batches of 40 systems, 29 at 8 and 63 at 168, where the activations no longer fit the caches
+# (runs of the bundled MACE, float32, 2026-12-03; bench/README.md); a GPU takes every system in one batch
+CPU_BATCH_ATOMS = 1600
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,17 @@ class MDSettings:
     pressure_GPa: float = 0.0
     barostat_time_fs: float = 1000.0
     seed: int = 0
+    # systems run in groups of at most this many atoms, one group after the other, each its own batch, checkpoint and
+    # noise; auto: CPU_BATCH_ATOMS on a CPU, all in one batch on a GPU; null: all in one batch
+    max_atoms_per_batch: int | str | None = "auto"
 
     def __post_init__(self):
         if self.ensemble not in ("nvt", "npt", "nve"):
             raise InputError(f"md.ensemble='{self.ensemble}': expected 'nvt', 'npt' or 'nve'")
+        limit = self.max_atoms_per_batch
+        if not (limit is None or limit == "auto" or (isinstance(limit, int) and not isinstance(limit, bool)
+                                                     and limit > 0)):
+            raise InputError(f"md.max_atoms_per_batch={limit!r}: expected a positive integer, 'auto' or null")
         for name in ("timestep_fs", "friction_per_ps", "n_steps", "save_every_steps"):
             if getattr(self, name) <= 0:
                 raise InputError(f"md.{name}={getattr(self, name)}: expected a positive number")
@@ -117,22 +128,23 @@ def last_frame(out_dir: str | Path, name: str) -> Atoms:
         return frames[-1]
 
 
-def _integrator(model, settings: MDSettings, temperatures_K: Sequence[float]):
+def _integrator(model, settings: MDSettings, temperatures_K: Sequence[float], seed: int | None = None):
     import torch_sim as ts
     from torch_sim.units import MetalUnits
 
+    seed = settings.seed if seed is None else seed  # the Maxwell-Boltzmann start; the noise is torch's global RNG
     kw = dict(device=model.device, dtype=model.dtype)
     dt = torch.tensor(settings.timestep_fs * 1e-3 * MetalUnits.time, **kw)
     kT = torch.tensor(np.asarray(temperatures_K, float) * MetalUnits.temperature, **kw)
     gamma = torch.tensor(settings.friction_per_ps / MetalUnits.time, **kw)
     if settings.ensemble == "nvt":
-        return ts.integrators.nvt_langevin(model, dt=dt, kT=kT, gamma=gamma, seed=settings.seed)
+        return ts.integrators.nvt_langevin(model, dt=dt, kT=kT, gamma=gamma, seed=seed)
     if settings.ensemble == "nve":  # velocity Verlet: no thermostat broadens the phonon lines
-        return ts.integrators.nve(model, dt=dt, kT=kT, seed=settings.seed)
+        return ts.integrators.nve(model, dt=dt, kT=kT, seed=seed)
     pressure = torch.tensor(settings.pressure_GPa * units.GPa, **kw)  # GPa -> eV/Å^3
     b_tau = torch.tensor(settings.barostat_time_fs * 1e-3 * MetalUnits.time, **kw)
     return ts.integrators.npt_langevin(model, dt=dt, kT=kT, external_pressure=pressure, alpha=gamma,
-                                       b_tau=b_tau, seed=settings.seed)
+                                       b_tau=b_tau, seed=seed)
 
 
 def _frames(state, systems: Sequence[MDSystem], step: int, settings: MDSettings) -> list[Atoms]:
@@ -170,6 +182,20 @@ def _truncate(path: Path, last_step: int) -> None:
         write_dataset(path, kept)
 
 
+def system_batches(systems: Sequence[MDSystem], max_atoms: int | str | None, device) -> list[list[MDSystem]]:
+    """``systems`` in consecutive groups of equal count holding at most ``max_atoms`` atoms each (see MDSettings)."""
+    if max_atoms == "auto":
+        max_atoms = None if str(device).startswith("cuda") else CPU_BATCH_ATOMS
+    total = sum(len(s.atoms) for s in systems)
+    if not max_atoms or total <= max_atoms:
+        return [list(systems)]
+    size = max(1, -(-len(systems) // -(-total // int(max_atoms))))  # ceil(n / ceil(total / max_atoms))
+    while size > 1 and max(sum(len(s.atoms) for s in systems[i:i + size]) for i in range(0, len(systems), size)) \
+            > max_atoms:
+        size -= 1
+    return [list(systems[i:i + size]) for i in range(0, len(systems), size)]
+
+
 def run_md(
     systems: Sequence[MDSystem],
     model,
@@ -177,22 +203,37 @@ def run_md(
     settings: MDSettings,
     progress: bool = True,
 ) -> dict[str, Path]:
-    """Run all ``systems`` together for ``settings.n_steps``; returns the trajectory path per system.
+    """Run all ``systems`` for ``settings.n_steps``; returns the trajectory path per system.
 
-    ``model`` is a torch-sim ``ModelInterface`` (e.g. :func:`capml.simulate.mlip.batched_model`).
-    A rerun with the same systems continues from the checkpoint; a finished run returns at once.
+    ``model`` is a torch-sim ``ModelInterface`` (e.g. :func:`capml.simulate.mlip.batched_model`). The systems run in
+    one batch, or in groups of at most ``settings.max_atoms_per_batch`` atoms one after the other (group k of n: its
+    checkpoint ``md_state.<k>of<n>.pt``, its noise seeded from (seed, k)). A rerun with the same systems continues
+    from the checkpoints; a finished run returns at once.
     """
-    import torch_sim as ts
-
     names = [s.name for s in systems]
     if len(set(names)) != len(names):
         raise InputError(f"MD systems need distinct names, got {names}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    groups = system_batches(systems, settings.max_atoms_per_batch, model.device)
+    if len(groups) == 1:
+        return _run_batch(groups[0], model, out_dir, settings, out_dir / CHECKPOINT, settings.seed, progress)
+    paths = {}
+    for k, group in enumerate(groups):
+        seed = settings.seed if k == 0 else int(np.random.SeedSequence([settings.seed, k]).generate_state(1)[0])
+        paths |= _run_batch(group, model, out_dir, settings, out_dir / f"md_state.{k}of{len(groups)}.pt", seed,
+                            progress, f"MD batch {k + 1}/{len(groups)}, {len(group)} systems")
+    return paths
+
+
+def _run_batch(systems: Sequence[MDSystem], model, out_dir: Path, settings: MDSettings, checkpoint: Path, seed: int,
+               progress: bool, description: str | None = None) -> dict[str, Path]:
+    import torch_sim as ts
+
+    names = [s.name for s in systems]
     paths = {s.name: trajectory_path(out_dir, s.name) for s in systems}
-    checkpoint = out_dir / CHECKPOINT
-    init, update = _integrator(model, settings, [s.temperature_K for s in systems])
-    run_key = _run_key(systems, settings) | _model_key(model)
+    init, update = _integrator(model, settings, [s.temperature_K for s in systems], seed)
+    run_key = _run_key(systems, settings) | {"seed": int(seed)} | _model_key(model)
 
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False, map_location=model.device)
@@ -213,7 +254,7 @@ def run_md(
     else:
         for path in paths.values():
             path.unlink(missing_ok=True)
-        torch.manual_seed(settings.seed)
+        torch.manual_seed(seed)
         state = init(ts.io.atoms_to_state([s.atoms for s in systems], model.device, model.dtype))
         if all(_has_velocities(s.atoms) for s in systems):  # e.g. thermalised NVT states: continue them
             momenta = np.concatenate([s.atoms.get_momenta() for s in systems])
@@ -221,7 +262,7 @@ def run_md(
         step = 0
         _write(state, systems, step, settings, paths, checkpoint, run_key)
 
-    with tqdm(total=settings.n_steps, initial=step, desc=f"MD {len(systems)} systems", unit="step",
+    with tqdm(total=settings.n_steps, initial=step, desc=description or f"MD {len(systems)} systems", unit="step",
               disable=not progress) as bar:
         while step < settings.n_steps:
             n = min(settings.save_every_steps, settings.n_steps - step)

@@ -215,3 +215,49 @@ run_md(systems, batched_model({str(mace_model_path)!r}, "float64"), sys.argv[1],
         assert [f.info["step"] for f in a] == [f.info["step"] for f in b] == list(range(0, 61, 2))
         for fa, fb in zip(a, b):
             np.testing.assert_array_equal(fa.positions, fb.positions)
+
+
+def test_system_batches_split_by_atoms_on_a_cpu_and_not_on_a_gpu():
+    from capml.simulate.md import CPU_BATCH_ATOMS, system_batches
+
+    cell = antiperovskite("Ag", "S", "Br", 4.8).repeat(2)  # 40 atoms
+    systems = [MDSystem(f"s{k}", cell, 300.0) for k in range(168)]
+    groups = system_batches(systems, "auto", "cpu")
+    assert [s.name for g in groups for s in g] == [s.name for s in systems]  # every system once, in order
+    assert max(40 * len(g) for g in groups) <= CPU_BATCH_ATOMS and len(groups) == -(-168 * 40 // CPU_BATCH_ATOMS)
+    assert max(map(len, groups)) - min(map(len, groups)) <= len(groups)  # balanced, not 40+40+40+40+8
+    assert len(system_batches(systems, "auto", "cuda:0")) == 1 and len(system_batches(systems, None, "cpu")) == 1
+    assert [len(g) for g in system_batches(systems[:5], 80, "cpu")] == [2, 2, 1]
+    with pytest.raises(InputError, match="md.max_atoms_per_batch=0"):
+        MDSettings(max_atoms_per_batch=0)
+
+
+def test_batches_run_one_after_the_other_with_their_own_noise_and_resume(mace_model_path, tmp_path):
+    """Four systems in two batches of two: the first batch is the run of its two systems alone (same seed), two
+    copies of one start in different batches get different noise and start velocities, and a kill in the second
+    batch resumes to the same numbers."""
+    model = batched_model(mace_model_path, "float64")
+    systems = _systems() + [MDSystem(f"{s.name}_copy", s.atoms, s.temperature_K) for s in _systems()]
+    atoms = sum(len(s.atoms) for s in systems[:2])
+    settings = MDSettings(n_steps=20, save_every_steps=5, seed=1, max_atoms_per_batch=atoms)
+    paths = run_md(systems, model, tmp_path / "batched", settings, progress=False)
+    assert sorted(p.name for p in (tmp_path / "batched").glob("md_state*.pt")) == ["md_state.0of2.pt",
+                                                                                 "md_state.1of2.pt"]
+    alone = run_md(_systems(), model, tmp_path / "alone", MDSettings(n_steps=20, save_every_steps=5, seed=1,
+                                                                       max_atoms_per_batch=None), progress=False)
+    last = {name: read_trajectory(path)[-1] for name, path in paths.items()}
+    for s in _systems():
+        np.testing.assert_array_equal(last[s.name].positions, read_trajectory(alone[s.name])[-1].positions)
+        assert not np.allclose(last[s.name].positions, last[f"{s.name}_copy"].positions)
+        assert not np.allclose(read_trajectory(paths[s.name])[0].get_velocities(),
+                               read_trajectory(paths[f"{s.name}_copy"])[0].get_velocities())
+
+    killed = tmp_path / "killed"
+    run_md(systems, model, killed, MDSettings(n_steps=20, save_every_steps=5, seed=1, max_atoms_per_batch=atoms),
+           progress=False)
+    (killed / "md_state.1of2.pt").unlink()  # the second batch had not started
+    for s in systems[2:]:
+        (killed / f"{s.name}.extxyz").unlink()
+    again = run_md(systems, model, killed, settings, progress=False)
+    for name, path in again.items():
+        np.testing.assert_array_equal(read_trajectory(path)[-1].positions, last[name].positions)
