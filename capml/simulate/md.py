@@ -35,10 +35,17 @@ from capml.io.extxyz import append_frame, read_complete_frames
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "md_state.pt"
-# systems per model call on a CPU (simulate.md.max_atoms_per_batch=auto): with two torch threads one step costs 25 ms
-# per 40-atom system in batches of 40 systems, 29 at 8 and 63 at 168, where the activations no longer fit the caches
-# (runs of the bundled MACE, float32, 2026-12-03; bench/README.md); a GPU takes every system in one batch
-CPU_BATCH_ATOMS = 1600
+# atoms per model call on a CPU (simulate.md.max_atoms_per_batch=auto), by torch threads: with two threads one step
+# costs 25 ms per 40-atom system in batches of 42 systems, 29 at 8 and 63 at 168, where the activations no longer fit
+# the caches; with one thread 37 ms at 8 systems, 49 at 42 and 101 at 168 (bench/bench_md_batch.py, the bundled MACE,
+# float32, 2026-12-03); a GPU takes every system in one batch
+CPU_BATCH_ATOMS = {1: 320}
+CPU_BATCH_ATOMS_DEFAULT = 1600
+
+
+def cpu_batch_atoms(threads: int | None = None) -> int:
+    """The ``auto`` group size on a CPU for ``threads`` torch threads (default: torch's current number)."""
+    return CPU_BATCH_ATOMS.get(int(threads or torch.get_num_threads()), CPU_BATCH_ATOMS_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,8 @@ class MDSettings:
     barostat_time_fs: float = 1000.0
     seed: int = 0
     # systems run in groups of at most this many atoms, one group after the other, each its own batch, checkpoint and
-    # noise; auto: CPU_BATCH_ATOMS on a CPU, all in one batch on a GPU; null: all in one batch
+    # noise; auto: cpu_batch_atoms() on a CPU (1600 atoms with two threads, 320 with one), all in one batch on a GPU;
+    # null: all in one batch
     max_atoms_per_batch: int | str | None = "auto"
 
     def __post_init__(self):
@@ -185,7 +193,7 @@ def _truncate(path: Path, last_step: int) -> None:
 def system_batches(systems: Sequence[MDSystem], max_atoms: int | str | None, device) -> list[list[MDSystem]]:
     """``systems`` in consecutive groups of equal count holding at most ``max_atoms`` atoms each (see MDSettings)."""
     if max_atoms == "auto":
-        max_atoms = None if str(device).startswith("cuda") else CPU_BATCH_ATOMS
+        max_atoms = None if str(device).startswith("cuda") else cpu_batch_atoms()
     total = sum(len(s.atoms) for s in systems)
     if not max_atoms or total <= max_atoms:
         return [list(systems)]

@@ -218,14 +218,17 @@ run_md(systems, batched_model({str(mace_model_path)!r}, "float64"), sys.argv[1],
 
 
 def test_system_batches_split_by_atoms_on_a_cpu_and_not_on_a_gpu():
-    from capml.simulate.md import CPU_BATCH_ATOMS, system_batches
+    from capml.simulate.md import cpu_batch_atoms, system_batches
 
+    assert cpu_batch_atoms(1) == 320 and cpu_batch_atoms(2) == 1600  # the measured optima (bench/README.md)
     cell = antiperovskite("Ag", "S", "Br", 4.8).repeat(2)  # 40 atoms
     systems = [MDSystem(f"s{k}", cell, 300.0) for k in range(168)]
     groups = system_batches(systems, "auto", "cpu")
+    limit = cpu_batch_atoms()
     assert [s.name for g in groups for s in g] == [s.name for s in systems]  # every system once, in order
-    assert max(40 * len(g) for g in groups) <= CPU_BATCH_ATOMS and len(groups) == -(-168 * 40 // CPU_BATCH_ATOMS)
+    assert max(40 * len(g) for g in groups) <= limit and len(groups) == -(-168 * 40 // limit)
     assert max(map(len, groups)) - min(map(len, groups)) <= len(groups)  # balanced, not 40+40+40+40+8
+    assert [len(g) for g in system_batches(systems, 1600, "cpu")] == [34, 34, 34, 34, 32]  # the map's groups
     assert len(system_batches(systems, "auto", "cuda:0")) == 1 and len(system_batches(systems, None, "cpu")) == 1
     assert [len(g) for g in system_batches(systems[:5], 80, "cpu")] == [2, 2, 1]
     with pytest.raises(InputError, match="md.max_atoms_per_batch=0"):
