@@ -117,7 +117,14 @@ class MACEDescriptors:
         return out
 
 
-@lru_cache(maxsize=4)
 def descriptors_for(name: str, device: str = "cpu", dtype: str = "float64") -> MACEDescriptors:
-    """One loaded featuriser per model and precision (graph building calls this for every batch)."""
+    """One loaded featuriser per model, device and precision (graph building calls this for every batch)."""
+    return _featuriser(str(name), str(device), str(dtype))
+
+
+descriptors_for.cache_clear = lambda: _featuriser.cache_clear()  # forget loaded models (a file changed in place)
+
+
+@lru_cache(maxsize=4)
+def _featuriser(name: str, device: str, dtype: str) -> MACEDescriptors:
     return MACEDescriptors(name, device, dtype=dtype)

@@ -35,7 +35,8 @@ from capml.io.extxyz import append_frame, read_complete_frames
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "md_state.pt"
-# atoms per model call on a CPU (simulate.md.max_atoms_per_batch=auto), by torch threads: with two threads one step
+# atoms per model call on a CPU (simulate.md.max_atoms_per_batch=auto), by torch threads (1600: measured with two
+# threads, assumed for more): with two threads one step
 # costs 25 ms per 40-atom system in batches of 42 systems, 29 at 8 and 63 at 168, where the activations no longer fit
 # the caches; with one thread 37 ms at 8 systems, 49 at 42 and 101 at 168 (bench/bench_md_batch.py, the bundled MACE,
 # float32, 2026-12-03); a GPU takes every system in one batch
@@ -191,17 +192,24 @@ def _truncate(path: Path, last_step: int) -> None:
 
 
 def system_batches(systems: Sequence[MDSystem], max_atoms: int | str | None, device) -> list[list[MDSystem]]:
-    """``systems`` in consecutive groups of equal count holding at most ``max_atoms`` atoms each (see MDSettings)."""
+    """``systems`` in consecutive groups of at most ``max_atoms`` atoms each (see MDSettings), about equally full:
+    each group takes systems until it holds the total / ceil(total / max_atoms) atoms or the next would overflow it;
+    a system larger than ``max_atoms`` is a group of its own."""
     if max_atoms == "auto":
         max_atoms = None if str(device).startswith("cuda") else cpu_batch_atoms()
     total = sum(len(s.atoms) for s in systems)
     if not max_atoms or total <= max_atoms:
         return [list(systems)]
-    size = max(1, -(-len(systems) // -(-total // int(max_atoms))))  # ceil(n / ceil(total / max_atoms))
-    while size > 1 and max(sum(len(s.atoms) for s in systems[i:i + size]) for i in range(0, len(systems), size)) \
-            > max_atoms:
-        size -= 1
-    return [list(systems[i:i + size]) for i in range(0, len(systems), size)]
+    target = total / -(-total // int(max_atoms))
+    groups, atoms = [[]], 0
+    for system in systems:
+        n = len(system.atoms)
+        if groups[-1] and (atoms >= target or atoms + n > max_atoms):
+            groups.append([])
+            atoms = 0
+        groups[-1].append(system)
+        atoms += n
+    return groups
 
 
 def run_md(
@@ -215,8 +223,9 @@ def run_md(
 
     ``model`` is a torch-sim ``ModelInterface`` (e.g. :func:`capml.simulate.mlip.batched_model`). The systems run in
     one batch, or in groups of at most ``settings.max_atoms_per_batch`` atoms one after the other (group k of n: its
-    checkpoint ``md_state.<k>of<n>.pt``, its noise seeded from (seed, k)). A rerun with the same systems continues
-    from the checkpoints; a finished run returns at once.
+    checkpoint ``md_state.<k>of<n>.pt``, its noise seeded from (seed, k)). A rerun with the same systems and grouping
+    continues from the checkpoints; a finished run returns at once; a folder holding the checkpoints of another
+    grouping is refused.
     """
     names = [s.name for s in systems]
     if len(set(names)) != len(names):
@@ -224,24 +233,33 @@ def run_md(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     groups = system_batches(systems, settings.max_atoms_per_batch, model.device)
-    if len(groups) == 1:
+    n = len(groups)
+    planned = [CHECKPOINT] if n == 1 else [f"md_state.{k}of{n}.pt" for k in range(n)]
+    other = sorted(p.name for p in out_dir.glob("md_state*.pt") if p.name not in planned)
+    if other:
+        limit = settings.max_atoms_per_batch
+        under = f" = {cpu_batch_atoms()} atoms with {torch.get_num_threads()} torch threads" if limit == "auto" else ""
+        raise InputError(f"{out_dir}: holds the MD checkpoints {other} of another grouping of the systems, not "
+                         f"{planned} (md.max_atoms_per_batch={limit}{under}); resume with the setting of that run, "
+                         "or use another out_dir")
+    if n == 1:
         return _run_batch(groups[0], model, out_dir, settings, out_dir / CHECKPOINT, settings.seed, progress)
     paths = {}
     for k, group in enumerate(groups):
         seed = settings.seed if k == 0 else int(np.random.SeedSequence([settings.seed, k]).generate_state(1)[0])
-        paths |= _run_batch(group, model, out_dir, settings, out_dir / f"md_state.{k}of{len(groups)}.pt", seed,
-                            progress, f"MD batch {k + 1}/{len(groups)}, {len(group)} systems")
+        paths |= _run_batch(group, model, out_dir, settings, out_dir / planned[k], seed, progress,
+                            f"MD batch {k + 1}/{n}, {len(group)} systems", group_key=[k, n])
     return paths
 
 
 def _run_batch(systems: Sequence[MDSystem], model, out_dir: Path, settings: MDSettings, checkpoint: Path, seed: int,
-               progress: bool, description: str | None = None) -> dict[str, Path]:
+               progress: bool, description: str | None = None, group_key: list[int] | None = None) -> dict[str, Path]:
     import torch_sim as ts
 
     names = [s.name for s in systems]
     paths = {s.name: trajectory_path(out_dir, s.name) for s in systems}
     init, update = _integrator(model, settings, [s.temperature_K for s in systems], seed)
-    run_key = _run_key(systems, settings) | {"seed": int(seed)} | _model_key(model)
+    run_key = _run_key(systems, settings) | ({"group": group_key} if group_key else {}) | _model_key(model)
 
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False, map_location=model.device)

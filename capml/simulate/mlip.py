@@ -38,7 +38,8 @@ CUEQ = ("auto", "true", "false")
 
 def use_cueq(cueq: str | bool, device: str) -> bool:
     """Whether to run MACE on cuequivariance kernels (``simulate.cueq``): ``auto`` when cuequivariance-torch is
-    installed (the optional extra ``capml[cueq]``) and the device is a GPU, ``true`` always (an error when it is not
+    installed (the optional extra ``capml[cueq]``) with its CUDA kernels (cuequivariance-ops-torch-cu12) and the
+    device is a GPU, ``true`` always (an error when it is not
     installed; on a CPU its fallback is 4x slower than e3nn), ``false`` never."""
     value = str(cueq).lower()
     if value not in CUEQ:
@@ -52,12 +53,19 @@ def use_cueq(cueq: str | bool, device: str) -> bool:
             raise InputError("simulate.cueq=true: cuequivariance-torch is not installed (pip install "
                              "'capml[cueq]', with cuequivariance-ops-torch-cu12 for the GPU kernels)") from None
         return False
-    return value == "true" or str(device).startswith("cuda")
+    if value == "true":
+        return True
+    try:  # auto: only where the CUDA kernels are there (without them the package falls back to slow torch code)
+        import cuequivariance_ops_torch  # noqa: F401
+    except ImportError:
+        return False
+    return str(device).startswith("cuda")
 
 
 def cueq_module(module: torch.nn.Module, dtype: str, device: str) -> torch.nn.Module:
     """The same MACE with its tensor products, symmetric contractions and linear layers on cuequivariance
-    (mace-torch's own converter; same energies and forces to 1e-8 eV, tests/simulate/test_mlip_cueq.py)."""
+    (mace-torch's own converter; energies, forces and stresses within 1e-9 in float64, tests/simulate/test_mlip_cueq.py;
+    the converter fuses the convolution only for the device named exactly "cuda")."""
     from mace.cli.convert_e3nn_cueq import run as e3nn_to_cueq
 
     default = torch.get_default_dtype()

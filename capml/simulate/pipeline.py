@@ -182,8 +182,8 @@ def nmd(run: SimulationRun, settings: PipelineSettings) -> dict:
 
 
 def _nve_segments(run: SimulationRun, settings: PipelineSettings, runs: list) -> Path:
-    """NVE runs of ``nmd.nve_fs`` from the last frame (positions and velocities) of each MD trajectory, all in one
-    batch, in ``<workdir>/nmd/nve/`` (resumable like any MD run); returns that folder."""
+    """NVE runs of ``nmd.nve_fs`` from the last frame (positions and velocities) of each MD trajectory, batched as the
+    MD is (``md.max_atoms_per_batch``), in ``<workdir>/nmd/nve/`` (resumable like any MD run); returns that folder."""
     from capml.simulate.md import last_frame
 
     n, m = settings.nmd, settings.md
@@ -194,7 +194,8 @@ def _nve_segments(run: SimulationRun, settings: PipelineSettings, runs: list) ->
         systems.append(MDSystem(r.name, last, float(last.info["temperature_K"])))
     nve = MDSettings(timestep_fs=m.timestep_fs, friction_per_ps=m.friction_per_ps,
                      n_steps=int(round(float(n.nve_fs) / m.timestep_fs)),
-                     save_every_steps=int(n.nve_save_every_steps or m.save_every_steps), ensemble="nve", seed=m.seed)
+                     save_every_steps=int(n.nve_save_every_steps or m.save_every_steps), ensemble="nve", seed=m.seed,
+                     max_atoms_per_batch=m.max_atoms_per_batch)
     run_md(systems, run.md_model(), out, nve)
     return out
 

@@ -231,14 +231,18 @@ def test_system_batches_split_by_atoms_on_a_cpu_and_not_on_a_gpu():
     assert [len(g) for g in system_batches(systems, 1600, "cpu")] == [34, 34, 34, 34, 32]  # the map's groups
     assert len(system_batches(systems, "auto", "cuda:0")) == 1 and len(system_batches(systems, None, "cpu")) == 1
     assert [len(g) for g in system_batches(systems[:5], 80, "cpu")] == [2, 2, 1]
+    big = antiperovskite("Ag", "S", "Br", 4.8).repeat(3)  # 135 atoms, above a 120-atom limit
+    mixed = [MDSystem(f"m{k}", big if k % 3 == 0 else cell, 300.0) for k in range(6)]
+    assert [[s.name for s in g] for g in system_batches(mixed, 120, "cpu")] == [["m0"], ["m1", "m2"], ["m3"],
+                                                                                ["m4", "m5"]]  # not six of one
     with pytest.raises(InputError, match="md.max_atoms_per_batch=0"):
         MDSettings(max_atoms_per_batch=0)
 
 
 def test_batches_run_one_after_the_other_with_their_own_noise_and_resume(mace_model_path, tmp_path):
     """Four systems in two batches of two: the first batch is the run of its two systems alone (same seed), two
-    copies of one start in different batches get different noise and start velocities, and a kill in the second
-    batch resumes to the same numbers."""
+    copies of one start in different batches get different noise and start velocities, a run stopped half-way
+    resumes every batch to the same numbers, and another grouping or seed in the same folder is refused."""
     model = batched_model(mace_model_path, "float64")
     systems = _systems() + [MDSystem(f"{s.name}_copy", s.atoms, s.temperature_K) for s in _systems()]
     atoms = sum(len(s.atoms) for s in systems[:2])
@@ -255,12 +259,15 @@ def test_batches_run_one_after_the_other_with_their_own_noise_and_resume(mace_mo
         assert not np.allclose(read_trajectory(paths[s.name])[0].get_velocities(),
                                read_trajectory(paths[f"{s.name}_copy"])[0].get_velocities())
 
-    killed = tmp_path / "killed"
-    run_md(systems, model, killed, MDSettings(n_steps=20, save_every_steps=5, seed=1, max_atoms_per_batch=atoms),
+    killed = tmp_path / "killed"  # stopped half-way (both batches at step 10), then resumed to 20
+    run_md(systems, model, killed, MDSettings(n_steps=10, save_every_steps=5, seed=1, max_atoms_per_batch=atoms),
            progress=False)
-    (killed / "md_state.1of2.pt").unlink()  # the second batch had not started
-    for s in systems[2:]:
-        (killed / f"{s.name}.extxyz").unlink()
     again = run_md(systems, model, killed, settings, progress=False)
     for name, path in again.items():
         np.testing.assert_array_equal(read_trajectory(path)[-1].positions, last[name].positions)
+    with pytest.raises(InputError, match=r"another grouping .*md.max_atoms_per_batch=None"):
+        run_md(systems, model, killed, MDSettings(n_steps=20, save_every_steps=5, seed=1, max_atoms_per_batch=None),
+               progress=False)
+    with pytest.raises(InputError, match=r"md.seed=2 \(the run has 1\)"):
+        run_md(systems, model, killed, MDSettings(n_steps=30, save_every_steps=5, seed=2, max_atoms_per_batch=atoms),
+               progress=False)

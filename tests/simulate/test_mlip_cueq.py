@@ -5,6 +5,7 @@ for kernels that are not installed is one clear error."""
 from __future__ import annotations
 
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -29,15 +30,16 @@ def test_cueq_choice_follows_the_device_and_the_installation(monkeypatch):
     assert use_cueq("false", "cuda") is False and use_cueq(False, "cuda") is False
     with pytest.raises(InputError, match="simulate.cueq='fast'"):
         use_cueq("fast", "cpu")
+    installed = types.ModuleType("stand-in")  # an importable module in place of the package: the decision only
+    monkeypatch.setitem(sys.modules, "cuequivariance_torch", installed)
+    monkeypatch.setitem(sys.modules, "cuequivariance_ops_torch", installed)
+    assert use_cueq("auto", "cpu") is False and use_cueq("auto", "cuda:0") is True and use_cueq(True, "cpu") is True
+    monkeypatch.setitem(sys.modules, "cuequivariance_ops_torch", None)  # no CUDA kernels: the fallback is slow
+    assert use_cueq("auto", "cuda") is False and use_cueq("true", "cuda") is True
     monkeypatch.setitem(sys.modules, "cuequivariance_torch", None)  # not installed
     assert use_cueq("auto", "cuda") is False
     with pytest.raises(InputError, match="cuequivariance-torch is not installed"):
         use_cueq("true", "cpu")
-
-
-def test_cueq_auto_keeps_e3nn_on_a_cpu():
-    pytest.importorskip("cuequivariance_torch")
-    assert use_cueq("auto", "cpu") is False and use_cueq("auto", "cuda:0") is True and use_cueq(True, "cpu") is True
 
 
 @pytest.mark.parametrize("dtype,tolerance", [("float64", 1e-9), ("float32", 2e-4)])
