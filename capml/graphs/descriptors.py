@@ -22,9 +22,9 @@ import torch
 from ase import Atoms
 
 from capml.errors import InputError
+from capml.mlip.calculator import DTYPES
 
 ROOT_PREFIX = "capml_root:"
-DTYPES = ("float64", "float32")
 
 
 def portable(path: str | Path) -> str:

@@ -76,9 +76,10 @@ class SimulationRun:
         if any(v <= 0 for v in values):
             raise InputError(f"simulate.temperature={values}: expected temperatures in K above 0")
         self.temperatures_K = values
-        if self.gap_dtype not in ("float64", "float32"):
+        from capml.simulate.mlip import CUEQ, DTYPES
+
+        if self.gap_dtype not in DTYPES:
             raise InputError(f"simulate.gap_dtype={self.gap_dtype!r}: expected 'float64' or 'float32'")
-        from capml.simulate.mlip import CUEQ
 
         if str(self.cueq).lower() not in CUEQ:
             raise InputError(f"simulate.cueq={self.cueq!r}: expected one of {list(CUEQ)}")
