@@ -242,13 +242,12 @@ def run_md(
         raise InputError(f"{out_dir}: holds the MD checkpoints {other} of another grouping of the systems, not "
                          f"{planned} (md.max_atoms_per_batch={limit}{under}); resume with the setting of that run, "
                          "or use another out_dir")
-    if n == 1:
-        return _run_batch(groups[0], model, out_dir, settings, out_dir / CHECKPOINT, settings.seed, progress)
     paths = {}
-    for k, group in enumerate(groups):
+    for k, group in enumerate(groups):  # one group: the run as it was before grouping (same checkpoint, seed, key)
         seed = settings.seed if k == 0 else int(np.random.SeedSequence([settings.seed, k]).generate_state(1)[0])
         paths |= _run_batch(group, model, out_dir, settings, out_dir / planned[k], seed, progress,
-                            f"MD batch {k + 1}/{n}, {len(group)} systems", group_key=[k, n])
+                            f"MD batch {k + 1}/{n}, {len(group)} systems" if n > 1 else None,
+                            group_key=[k, n] if n > 1 else None)
     return paths
 
 
