@@ -11,11 +11,12 @@ install:
 demo: install
 	$(PY) simulate.py
 
+# on every core (pytest-xdist, one test file per worker at a time); the slowest tests are listed at the end
 test: install
-	$(PY) -m pytest -m "not slow and not gpu" -q
+	$(PY) -m pytest -m "not slow and not gpu" -q -n auto --dist loadfile --durations=30
 
 test-slow: install
-	$(PY) -m pytest -m "slow" -q
+	$(PY) -m pytest -m "slow" -q -n auto --dist loadfile
 
 # on a machine where torch sees CUDA
 test-gpu: install

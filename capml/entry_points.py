@@ -33,7 +33,7 @@ def run_training(cfg: DictConfig):
         from capml.mlip.train import run
 
         return run(cfg)
-    from capml.models.train import run
+    from capml.models.workflow import run
 
     return run(cfg)
 

@@ -51,6 +51,14 @@ def to_ase_atoms(cell: PhonopyAtoms) -> Atoms:
     )
 
 
+def primitive_matrix(cell: PhonopyAtoms, symprec: float) -> np.ndarray:
+    """The primitive cell that phonopy's ``primitive_matrix="auto"`` finds from the symmetry of ``cell``, as the
+    explicit matrix: phonopy 4 warns on every "auto" that resolves to another cell than the one given."""
+    from phonopy.structure.cells import guess_primitive_matrix
+
+    return guess_primitive_matrix(cell, symprec=symprec)
+
+
 def harmonic_phonons(
     unitcell: Atoms,
     calculator: Calculator | Callable[[Atoms], Calculator],
@@ -64,10 +72,11 @@ def harmonic_phonons(
     ``calculator`` is an ASE calculator or a factory that makes one for a given structure. With ``workdir`` the forces
     of each displaced supercell are written as soon as they are computed and reused on a rerun.
     """
+    cell = to_phonopy_atoms(unitcell)
     phonon = Phonopy(
-        to_phonopy_atoms(unitcell),
+        cell,
         supercell_matrix=np.diag(supercell_matrix) if np.ndim(supercell_matrix) == 1 else supercell_matrix,
-        primitive_matrix="auto",
+        primitive_matrix=primitive_matrix(cell, symprec),
         symprec=symprec,
     )
     phonon.generate_displacements(distance=displacement_A)

@@ -1,4 +1,8 @@
-"""Shared fixtures. ``gap_dataset``: a small, really labelled Ag3SBr(x)I(1-x) set for the GNN tests.
+"""Shared fixtures. Expensive ones (a trained GNN, a tiny MACE, a pipeline run) are built once per test run, also
+under pytest-xdist (``make test`` runs on every core): :func:`built_once` builds them in a folder every worker
+shares, under a file lock, and the other workers read what the first one built.
+
+``gap_dataset``: a small, really labelled Ag3SBr(x)I(1-x) set for the GNN tests.
 
 20-atom (2x2x1) cells over all five compositions, equilibrium and rattled, labelled with tblite:
 GFN2-xTB energy/forces/stress/gap on every frame (the cheap fidelity, ``gap_gfn2``) and an IPEA1-xTB
@@ -8,10 +12,15 @@ takes about a minute once; the file is kept in tests/fixtures/ and reused (delet
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
+from filelock import FileLock
 
 from capml.labels.bandgap import band_gap, normalised_occupations
 from capml.labels.tblite import TBLiteLabeller
@@ -58,6 +67,25 @@ def build_gap_dataset(path: Path) -> Path:
     return path
 
 
+def run_root(tmp_path_factory) -> Path:
+    """The temporary folder of this whole test run: shared by all xdist workers (each has its own basetemp below)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], dict]) -> dict:
+    """``build(folder)`` once per test run, whichever worker asks first; the others wait for it and get the same
+    JSON record (paths as strings). A build that raised leaves no record, so the next caller builds again."""
+    folder = run_root(tmp_path_factory) / f"built_{name}"
+    record = folder / "built.json"
+    with FileLock(str(folder) + ".lock"):
+        if not record.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            record.write_text(json.dumps(build(folder), default=str))
+    return json.loads(record.read_text())
+
+
 @pytest.fixture(scope="session")
 def gap_dataset() -> Path:
     if not GAP_DATASET.exists():
@@ -81,12 +109,14 @@ def gnn_config(gap_dataset: Path, out: Path, *overrides: str):
 
 @pytest.fixture(scope="session")
 def trained_run(gap_dataset, tmp_path_factory) -> dict:
-    """metrics.json contents of one short training run of the paper model on gap_gfn2."""
-    from capml.models.train import train_one
+    """metrics.json contents of one short training run of the paper model on gap_gfn2 (once per test run)."""
+    def build(folder: Path) -> dict:
+        from capml.models.train import train_one
 
-    out = tmp_path_factory.mktemp("trained") / "run"
-    metrics = train_one(gnn_config(gap_dataset, out))
-    return {**metrics, "out": out}
+        return {**train_one(gnn_config(gap_dataset, folder / "run")), "out": str(folder / "run")}
+
+    metrics = built_once(tmp_path_factory, "trained_run", build)
+    return {**metrics, "out": Path(metrics["out"])}
 
 
 @pytest.fixture(scope="session")

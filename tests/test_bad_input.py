@@ -55,6 +55,51 @@ def text(name, content="not a model\n"):
     return make
 
 
+# contents of a file given where a model is expected: torch raises another exception type for each of them
+# (KeyError or IndexError for text, EOFError for an empty file, UnpicklingError for random bytes, RuntimeError for a
+# zip of something else); a model of the other kind loads but is not what was asked for
+NOT_A_MODEL = ("text", "csv", "empty", "random", "zip")
+
+
+def model_file(name: str, content: str):
+    def make(folder: Path) -> None:
+        import zipfile
+
+        path = folder / name
+        if content == "text":
+            path.write_text("not a model\n")
+        elif content == "csv":
+            path.write_text("structure_id,gap\ns0,1.2\n")  # torch: IndexError: pop from empty list
+        elif content == "empty":
+            path.write_bytes(b"")
+        elif content == "random":
+            path.write_bytes(np.random.default_rng(0).bytes(4096))
+        elif content == "zip":
+            with zipfile.ZipFile(path, "w") as archive:
+                archive.writestr("archive/data.txt", "a zip, not a checkpoint")
+        elif content == "mace":
+            shutil.copyfile(MACE, path)
+        elif content == "gnn":
+            shutil.copyfile(sorted(GNN.glob("*.ckpt"))[0], path)
+    return make
+
+
+def structure_file(name: str, content: str):
+    """A structure file that is not one: truncated in the middle of a frame, binary, empty or blank."""
+    def make(folder: Path) -> None:
+        path = folder / name
+        if content == "truncated":
+            text = FIXTURE.read_text()
+            path.write_text(text[: len(text) // 3])
+        elif content == "binary":
+            path.write_bytes(np.random.default_rng(1).bytes(4096))
+        elif content == "empty":
+            path.write_bytes(b"")
+        elif content == "blank":
+            path.write_text("\n\n")
+    return make
+
+
 def moved_structures(folder: Path) -> None:
     """A dataset labelled as `labels=ase` labels it (EMT), then its input re-sampled: same ids, atoms moved."""
     from ase.calculators.emt import EMT
@@ -77,6 +122,14 @@ def two_atoms_on_one_site():
     atoms = crystal()
     atoms.positions[1] = atoms.positions[0] + 0.01
     return [atoms]
+
+
+def element(z: int):
+    def frames():
+        atoms = crystal()
+        atoms.numbers[1] = z
+        return [atoms]
+    return frames
 
 
 def non_periodic():
@@ -135,8 +188,19 @@ CASES = [
     S("validate_missing", ["stage=validate", "validate.path={in}/none.extxyz"], ["none.extxyz", "not found"]),
     S("validate_corrupt", ["stage=validate", "validate.path={in}/bad.extxyz"], ["bad.extxyz", "cannot read"],
       text("bad.extxyz", "4\nLattice=\"1 0 0\" Properties=species:S:1:pos:R:3\nCu 0 0\n")),
-    S("validate_nan_gap", ["stage=validate", "validate.path={in}/d.extxyz"], ["d.extxyz", "frame 0", "gap_emt"],
+    S("validate_nan_gap", ["stage=validate", "validate.path={in}/d.extxyz"], ["d.extxyz", "frame 0", "'gap_emt' = nan"],
       dataset("d.extxyz", lambda: [crystal(gap_emt=float("nan"))])),
+    *[S(f"validate_{key}_not_a_number", ["stage=validate", "validate.path={in}/d.extxyz"],
+        ["d.extxyz", "frame 0", f"'{key}' = 'abc'", "expected"],
+        dataset("d.extxyz", lambda key=key: [crystal(**{key: "abc"})]))
+      for key in ("REF_stress", "REF_energy")],
+    *[S(f"validate_element_{z}", ["stage=validate", "validate.path={in}/d.extxyz"],
+        ["d.extxyz", "frame 0", f"atomic number {z}", "expected elements H to Pu"], dataset("d.extxyz", element(z)))
+      for z in (0, 95, 118)],
+    *[S(f"validate_file_{c}", ["stage=validate", "validate.path={in}/d.extxyz"], ["d.extxyz", fragment],
+        structure_file("d.extxyz", c))
+      for c, fragment in [("truncated", "cannot read"), ("binary", "cannot read"), ("empty", "contains no structures"),
+                          ("blank", "contains no structures")]],
     S("validate_negative_gap", ["stage=validate", "validate.path={in}/d.extxyz"], ["frame 0", "gap_emt", ">= 0"],
       dataset("d.extxyz", lambda: [crystal(gap_emt=-0.2)])),
     S("validate_repeated_id", ["stage=validate", "validate.path={in}/d.extxyz"], ["frame 1", "'s0'", "repeats"],
@@ -170,6 +234,7 @@ CASES = [
     S("unknown_stage", ["stage=nonexistent"], ["stage='nonexistent'"]),
     S("unknown_key", ["label.nonexistent_key=1"], ["nonexistent_key"]),
     S("unknown_labeller", ["labels=nonexistent_backend"], ["nonexistent_backend"]),
+    S("unknown_system", ["system=nonexistent"], ["system=nonexistent", "expected one of ['ag3sbri', 'cspbbri']"]),
     S("temperature_not_a_number", ["stage=gaps", "simulate.temperature=abc"], ["simulate.temperature=abc", "number"]),
     S("x_list_with_text", ["stage=gaps", "simulate.x=[0,a]"], ["simulate.x=[0,a]", "number"]),
     S("temperature_negative", ["stage=md", "simulate.temperature=-5"], ["simulate.temperature", "above 0"]),
@@ -179,11 +244,11 @@ CASES = [
     # --- models used for what they are not ---------------------------------------------------------------------
     S("mlip_model_missing", ["stage=configurations", "simulate.mlip_model={in}/none.model"],
       ["none.model", "not found"]),
-    S("mlip_model_is_text", ["stage=configurations", "simulate.mlip_model={in}/fake.model"],
-      ["fake.model", "MACE model"], text("fake.model")),
+    *[S(f"mlip_model_is_{c}", ["stage=configurations", "simulate.mlip_model={in}/m.model"],
+        ["m.model", "not a MACE model"], model_file("m.model", c)) for c in (*NOT_A_MODEL, "gnn")],
     S("gnn_checkpoint_missing", ["stage=gaps", "simulate.gnn_checkpoint={in}/none.ckpt"], ["none.ckpt", "not found"]),
-    S("gnn_checkpoint_is_text", ["stage=gaps", "simulate.gnn_checkpoint={in}/fake.ckpt"],
-      ["fake.ckpt", "checkpoint"], text("fake.ckpt")),
+    *[S(f"gnn_checkpoint_is_{c}", ["stage=gaps", "simulate.gnn_checkpoint={in}/m.ckpt"],
+        ["m.ckpt", "not a capml GNN checkpoint"], model_file("m.ckpt", c)) for c in (*NOT_A_MODEL, "mace")],
     S("gnn_checkpoint_energy_model", ["stage=gaps", "simulate.gnn_checkpoint={in}/energy.ckpt"],
       ["energy.ckpt", "energy_per_atom", "band-gap model"], energy_model),
     S("mlip_unknown_element_of_system", ["stage=configurations", "system.species=[Cl,I]",
@@ -209,9 +274,14 @@ CASES = [
     T("gnn_dataset_missing", ["data.path={in}/none.extxyz", *GNN_FAST], ["none.extxyz", "not found"]),
     T("gnn_unknown_target", [f"data.path={FIXTURE}", "data.target=gap_nonexistent", "data.cache_dir={in}/g",
                              *GNN_FAST], ["gap_nonexistent"]),
-    T("gnn_finetune_text", [f"data.path={FIXTURE}", "data.target=gap_gfn2", "data.cache_dir={in}/g",
-                            "finetune.checkpoint={in}/fake.ckpt", *GNN_FAST], ["fake.ckpt", "checkpoint"],
-      text("fake.ckpt")),
+    *[T(f"gnn_finetune_{c}", [f"data.path={FIXTURE}", "data.target=gap_gfn2", "data.cache_dir={in}/g",
+                              "finetune.checkpoint={in}/m.ckpt", *GNN_FAST], ["m.ckpt", "not a capml GNN checkpoint"],
+        model_file("m.ckpt", c)) for c in (*NOT_A_MODEL, "mace")],
+    T("gnn_graph_cache_beside_the_input", ["data.path={in}/bad.extxyz", *GNN_FAST], ["bad.extxyz", "cannot read"],
+      structure_file("bad.extxyz", "truncated")),
+    T("gnn_extra_train_empty", [f"data.path={FIXTURE}", "data.target=gap_gfn2", "data.cache_dir={in}/g",
+                                "data.extra_train=[{in}/empty.extxyz]", *GNN_FAST],
+      ["empty.extxyz", "contains no structures"], structure_file("empty.extxyz", "empty")),
     T("gnn_finetune_missing", [f"data.path={FIXTURE}", "data.target=gap_gfn2", "data.cache_dir={in}/g",
                                "finetune.checkpoint={in}/none.ckpt", *GNN_FAST], ["none.ckpt", "not found"]),
     T("gnn_extra_train_other_settings", [f"data.path={FIXTURE}", "data.target=energy_per_atom",
@@ -222,8 +292,21 @@ CASES = [
     T("mlip_epochs_not_a_number", ["experiment=mlip_finetune", "mlip.epochs=abc"], ["mlip.epochs=abc", "number"]),
     T("mlip_dataset_missing", [*MLIP_FAST, "mlip.dataset={in}/none.extxyz", "mlip.out_dir={out}/m"],
       ["none.extxyz", "not found"]),
-    T("mlip_foundation_text", [*MLIP_FAST, f"mlip.dataset={FIXTURE}", "mlip.foundation_model={in}/fake.model",
-                               "mlip.out_dir={out}/m"], ["fake.model", "MACE model"], text("fake.model")),
+    *[T(f"mlip_foundation_{c}", [*MLIP_FAST, f"mlip.dataset={FIXTURE}", "mlip.foundation_model={in}/m.model",
+                                 "mlip.out_dir={out}/m"], ["m.model", "not a MACE model"], model_file("m.model", c))
+      for c in (*NOT_A_MODEL, "gnn")],
+    # the Hydra run folder ({out}/t) inside mlip.out_dir ({out}): the lock and the splits go too
+    T("mlip_foundation_text_run_dir_inside_out_dir", [*MLIP_FAST, f"mlip.dataset={FIXTURE}",
+                                                      "mlip.foundation_model={in}/m.model", "mlip.out_dir={out}"],
+      ["m.model", "not a MACE model"], model_file("m.model", "text")),
+    T("mlip_extra_train_other_settings_run_dir_inside_out_dir",
+      [*MLIP_FAST, f"mlip.dataset={FIXTURE}", "mlip.out_dir={out}", "mlip.extra_train=[{in}/other.extxyz]"],
+      ["other.extxyz", "differ"], mixed_fixture),
+    T("mlip_extra_args_not_a_flag", [*MLIP_FAST, f"mlip.dataset={FIXTURE}", "mlip.out_dir={out}/m",
+                                     "+mlip.extra_args={not_a_flag:1}"], ["'not_a_flag'", "mace_run_train flag"]),
+    T("mlip_extra_train_empty", [*MLIP_FAST, f"mlip.dataset={FIXTURE}", "mlip.out_dir={out}/m",
+                                 "mlip.extra_train=[{in}/empty.extxyz]"], ["empty.extxyz", "contains no structures"],
+      structure_file("empty.extxyz", "empty")),
     T("mlip_foundation_missing", [*MLIP_FAST, f"mlip.dataset={FIXTURE}", "mlip.foundation_model={in}/none.model",
                                   "mlip.out_dir={out}/m"], ["none.model", "mace-mp"]),
     T("mlip_unknown_element", [*MLIP_FAST, "mlip.dataset={in}/cu.extxyz", "mlip.out_dir={out}/m"],
@@ -266,10 +349,14 @@ def _run(case: Case, base: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def results(request, tmp_path_factory):
+    """The cases whose tests this session runs (all of them, or those that ``-k`` selects), two at a time."""
+    selected = {item.callspec.params["case_id"] for item in request.session.items
+                if getattr(item, "module", None) is request.module
+                and "case_id" in getattr(getattr(item, "callspec", None), "params", {})}
     base = tmp_path_factory.mktemp("bad_input")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(lambda case: _run(case, base), CASES))
+        list(pool.map(lambda case: _run(case, base), [c for c in CASES if c.id in selected]))
     yield {case.id: case for case in CASES}
     shutil.rmtree(base, ignore_errors=True)
 
@@ -289,7 +376,73 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(results, case_id):
     assert len(result["lines"]) == 1, result["lines"][-8:]
     line = result["lines"][0]
     assert line.startswith("error: ") and "Traceback" not in line
+    assert "np.float64" not in line and "_defaults" not in line  # values as numbers, options a user can choose
     for fragment in case.fragments:
         assert fragment in line, line
     assert result["left"] == [], result["left"]
     assert result["inputs_changed"] == [], result["inputs_changed"]
+
+
+# --- the Python API refuses what the CLI refuses, as InputError with the CLI's message ----------------------------
+
+
+@pytest.fixture(scope="module")
+def gap_model():
+    from capml.models.predict import GapPredictor
+
+    return GapPredictor.from_checkpoint(sorted(GNN.glob("*.ckpt"))[0])
+
+
+@pytest.mark.parametrize("content", [*NOT_A_MODEL, "mace"])
+def test_python_api_refuses_a_file_that_is_not_a_gnn_checkpoint(tmp_path, content):
+    from capml.errors import InputError
+    from capml.models.predict import GapPredictor
+    from capml.simulate.run import load_gap_model
+
+    model_file("m.ckpt", content)(tmp_path)
+    with pytest.raises(InputError, match=r"m\.ckpt: not a capml GNN checkpoint") as api:
+        GapPredictor.from_checkpoint(tmp_path / "m.ckpt")
+    assert "Traceback" not in str(api.value) and "\x1b" not in str(api.value)
+    with pytest.raises(InputError) as cli:  # what `simulate.py stage=gaps simulate.gnn_checkpoint=...` loads with
+        load_gap_model(tmp_path / "m.ckpt", "simulate.gnn_checkpoint")
+    assert str(api.value) == str(cli.value)
+
+
+def _structure(case: str) -> Atoms:
+    atoms = bulk("Cu", cubic=True)
+    if case == "same_site":
+        atoms.positions[1] = atoms.positions[0]
+    elif case == "nan_position":
+        atoms.positions[2, 1] = np.nan
+    elif case == "element_118":
+        atoms.numbers[3] = 118
+    elif case == "not_periodic":
+        atoms.pbc = False
+    return atoms
+
+
+@pytest.mark.parametrize("case", ["same_site", "nan_position", "element_118", "not_periodic"])
+def test_python_api_refuses_a_structure_the_cli_refuses(gap_model, case):
+    from capml.errors import InputError
+    from capml.io.contract import validate_frames
+
+    with pytest.raises(InputError) as api:
+        gap_model.predict([bulk("Ag", cubic=True), _structure(case)])
+    with pytest.raises(InputError) as cli:  # what `simulate.py stage=validate` (and the label stage) check
+        validate_frames([_structure(case)], require=(), where="d.extxyz")
+    prefix = "<atoms> (structures 0..1): structure 1: "
+    assert str(api.value).startswith(prefix), api.value
+    assert str(api.value)[len(prefix):] == str(cli.value).split("frame 0: ", 1)[1]
+
+
+@pytest.mark.parametrize("content", ["truncated", "binary", "empty", "blank"])
+def test_python_api_refuses_a_structure_file_it_cannot_read(gap_model, tmp_path, content):
+    from capml.errors import InputError
+    from capml.io.extxyz import read_structures
+
+    structure_file("t.extxyz", content)(tmp_path)
+    with pytest.raises(InputError, match=r"t\.extxyz: (cannot read|contains no) structures") as api:
+        list(gap_model.predict_file(tmp_path / "t.extxyz"))
+    with pytest.raises(InputError) as cli:  # what every stage of the CLI reads structures with
+        read_structures(tmp_path / "t.extxyz")
+    assert str(api.value) == str(cli.value)

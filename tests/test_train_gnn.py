@@ -16,7 +16,8 @@ from capml.cli import CONFIG_DIR, ROOT
 from capml.io.contract import write_dataset
 from capml.models.module import GraphRegressor
 from capml.models.predict import GapPredictor
-from capml.models.train import run, train_one
+from capml.models.train import train_one
+from capml.models.workflow import run
 from tests.conftest import gnn_config
 
 TINY = ["data.target=gap_gfn2", "data.split_fractions=[0.6,0.2,0.2]", "data.batch_size=4", "model.network.hidden=8",

@@ -22,26 +22,8 @@ import torch
 from ase import Atoms
 
 from capml.errors import InputError
+from capml.io.paths import portable_path as portable, resolve_path as resolve  # noqa: F401 (re-exported)
 from capml.mlip.calculator import DTYPES
-
-ROOT_PREFIX = "capml_root:"
-
-
-def portable(path: str | Path) -> str:
-    """``capml_root:<relative>`` for a file inside the checkout, the absolute path otherwise."""
-    from capml.cli import ROOT
-
-    path = Path(path).resolve()
-    try:
-        return ROOT_PREFIX + str(path.relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
-def resolve(name: str) -> Path:
-    from capml.cli import ROOT
-
-    return ROOT / name[len(ROOT_PREFIX):] if name.startswith(ROOT_PREFIX) else Path(name)
 
 
 class MACEDescriptors:
@@ -52,7 +34,7 @@ class MACEDescriptors:
     def __init__(self, model: str | Path, device: str = "cpu", batch_size: int = 64, dtype: str = "float64"):
         from mace.calculators import MACECalculator
 
-        self.name = portable(model) if not str(model).startswith(ROOT_PREFIX) else str(model)
+        self.name = portable(model)
         path = resolve(self.name)
         if not path.is_file():
             raise InputError(f"{path}: MACE model for the descriptors not found (data.descriptors)")
@@ -61,8 +43,10 @@ class MACEDescriptors:
         self.dtype = dtype
         try:
             self.calc = MACECalculator(model_paths=str(path), device=device, default_dtype=dtype)
-        except Exception as err:  # torch.load raises many types for a file that is not a model
-            raise InputError(f"{path}: cannot load as a MACE model ({type(err).__name__}: {err})") from err
+        except Exception as err:  # noqa: BLE001 -- torch.load raises many types for a file that is not a model
+            from capml.io.torchfile import error_reason
+
+            raise InputError(f"{path}: cannot load as a MACE model ({error_reason(err)})") from err
         self.model = self.calc.models[0].eval()
         self.device = device
         self.batch_size = int(batch_size)

@@ -30,7 +30,7 @@ from ase import Atoms
 
 from capml.errors import InputError
 from capml.io.atomic import write_text
-from capml.io.extxyz import read_structures, write_frames
+from capml.io.extxyz import check_structure_file, read_structures, write_frames
 
 ENERGY_KEY = "REF_energy"
 FORCES_KEY = "REF_forces"
@@ -39,6 +39,8 @@ GAP_PREFIX = "gap_"
 METADATA_KEYS = ("structure_id", "config_id", "x", "temperature", "sampling", "source")
 LABEL_KEYS = (ENERGY_KEY, FORCES_KEY, STRESS_KEY)
 MIN_DISTANCE_A = 0.5
+# the heaviest element a structure may hold: MACE-MP, GPAW's and VASP's PAW data stop at plutonium (tblite at radon)
+MAX_Z = 94
 
 
 def settings_path(path: str | Path) -> Path:
@@ -126,14 +128,14 @@ def validate_frames(
         sid = atoms.info.get("structure_id")
         if sid is not None:
             if str(sid) in seen_ids:
-                raise InputError(f"{here}: structure_id {sid!r} repeats frame {seen_ids[str(sid)]}; expected one "
+                raise InputError(f"{here}: structure_id {shown(sid)} repeats frame {seen_ids[str(sid)]}; expected one "
                                  "frame per structure_id")
             seen_ids[str(sid)] = i
         for key in atoms.info:
             if key.startswith(GAP_PREFIX) and key[len(GAP_PREFIX):] not in gaps:
                 gap = _as_float(atoms.info[key])
                 if gap is None or not np.isfinite(gap) or gap < 0:
-                    raise InputError(f"{here}: '{key}' = {atoms.info[key]!r}, expected a finite gap >= 0 eV")
+                    raise InputError(f"{here}: '{key}' = {shown(atoms.info[key])}, expected a finite gap >= 0 eV")
         for key in require:
             if key == FORCES_KEY:
                 if key not in atoms.arrays:
@@ -144,22 +146,22 @@ def validate_frames(
             elif key == STRESS_KEY:
                 if key not in atoms.info:
                     raise InputError(f"{here}: missing info key '{key}' (eV/Å^3, 3x3)")
-                value = np.asarray(atoms.info[key], dtype=float)
+                value = _numbers(atoms.info[key], here, key, "a 3x3 stress in eV/Å^3")
                 if value.shape not in ((3, 3), (6,), (9,)):
                     raise InputError(f"{here}: '{key}' has shape {value.shape}, expected 3x3")
             else:
                 if key not in atoms.info:
                     raise InputError(f"{here}: missing info key '{key}'")
                 value = atoms.info[key]
-            if not np.all(np.isfinite(np.asarray(value, dtype=float))):
+            if not np.all(np.isfinite(_numbers(value, here, key, "numbers"))):
                 raise InputError(f"{here}: '{key}' contains NaN or inf")
         for fidelity in gaps:
             key = GAP_PREFIX + fidelity
             if key not in atoms.info:
                 raise InputError(f"{here}: missing info key '{key}' (band gap in eV)")
-            gap = float(atoms.info[key])
-            if not np.isfinite(gap) or gap < 0:
-                raise InputError(f"{here}: '{key}' = {gap}, expected a finite gap >= 0 eV")
+            gap = _as_float(atoms.info[key])
+            if gap is None or not np.isfinite(gap) or gap < 0:
+                raise InputError(f"{here}: '{key}' = {shown(atoms.info[key])}, expected a finite gap >= 0 eV")
 
 
 def _as_float(value) -> float | None:
@@ -169,9 +171,27 @@ def _as_float(value) -> float | None:
         return None
 
 
+def _numbers(value, here: str, key: str, expected: str) -> np.ndarray:
+    """``value`` as a float array; InputError naming frame and key for text or other non-numbers."""
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"{here}: '{key}' = {shown(value)}, expected {expected}") from None
+
+
+def shown(value) -> str:
+    """A value as a message shows it: numpy scalars as plain numbers (nan, not np.float64(nan)), text quoted."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        return np.array2string(value, threshold=9, separator=", ")
+    return repr(value)
+
+
 def check_structure(atoms: Atoms, here: str) -> None:
     """A crystal the models can take: periodic in 3D, a cell of positive volume, no two atoms closer than
     ``MIN_DISTANCE_A`` (the same atom written twice)."""
+    from ase.data import chemical_symbols
     from ase.neighborlist import neighbor_list
 
     if not np.all(atoms.pbc):
@@ -181,6 +201,11 @@ def check_structure(atoms: Atoms, here: str) -> None:
         raise InputError(f"{here}: cell volume {volume:.3g} Å^3, expected a 3D cell (Lattice with positive volume)")
     if not np.all(np.isfinite(atoms.positions)):
         raise InputError(f"{here}: positions contain NaN or inf")
+    unknown = sorted({int(z) for z in atoms.numbers if not 1 <= z <= MAX_Z})
+    if unknown:
+        name = chemical_symbols[unknown[0]] if unknown[0] < len(chemical_symbols) else "?"
+        raise InputError(f"{here}: atomic number {unknown[0]} ({name}) is an element no labeller or model of capml "
+                         f"knows; expected elements H to {chemical_symbols[MAX_Z]} (Z 1 to {MAX_Z})")
     if len(atoms) > 1:
         i, j, d = neighbor_list("ijd", atoms, MIN_DISTANCE_A)
         if len(d):
@@ -196,6 +221,7 @@ def refuse_mixed_settings(paths: Sequence[str | Path], keys: Sequence[str] | Non
     is refused beside one that has it: nothing would say which labeller made its labels."""
     merged, first = DatasetSettings(), None
     for path in paths:
+        check_structure_file(path)  # a missing or empty file is that, not a file without settings
         settings = read_settings(path)
         chosen = DatasetSettings({k: v for k, v in settings.fidelities.items() if keys is None or k in keys})
         if first is not None and bool(merged.fidelities) != bool(settings.fidelities):

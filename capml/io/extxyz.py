@@ -11,7 +11,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import ase.io
 from ase import Atoms
@@ -20,19 +20,51 @@ from capml.errors import InputError
 from capml.io.atomic import atomic_path
 
 
-def read_structures(path: str | Path, index: str = ":") -> list[Atoms]:
-    """Read any ASE-readable structure file; missing or corrupt files raise InputError naming the file."""
+def check_structure_file(path: str | Path) -> Path:
+    """InputError naming ``path`` when it is missing or holds nothing (empty, or blank lines only)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: structure file not found")
+    with open(path, "rb") as handle:
+        if not handle.read(1 << 16).strip() and path.stat().st_size <= 1 << 16:
+            raise InputError(f"{path}: contains no structures (an empty file)")
+    return path
+
+
+def _unreadable(path: Path, err: Exception) -> InputError:
+    return InputError(f"{path}: cannot read structures ({type(err).__name__}: {err})")
+
+
+def read_structures(path: str | Path, index: str = ":") -> list[Atoms]:
+    """Read any ASE-readable structure file; missing or corrupt files raise InputError naming the file."""
+    path = check_structure_file(path)
     try:
         frames = ase.io.read(path, index=index)
     except Exception as err:  # ASE raises many types for corrupt files
-        raise InputError(f"{path}: cannot read structures ({type(err).__name__}: {err})") from err
+        raise _unreadable(path, err) from err
     frames = frames if isinstance(frames, list) else [frames]
     if not frames:
         raise InputError(f"{path}: contains no structures")
     return frames
+
+
+def iter_structures(path: str | Path) -> Iterator[Atoms]:
+    """The frames of any ASE-readable structure file one at a time (memory for one frame, not the file), with the
+    errors of :func:`read_structures`: a file truncated or not text at all is an InputError naming it."""
+    path = check_structure_file(path)
+    frames = ase.io.iread(path, index=":")
+    count = 0
+    while True:
+        try:
+            atoms = next(frames)
+        except StopIteration:
+            break
+        except Exception as err:  # ASE raises many types for corrupt files (XYZError, UnicodeDecodeError, ...)
+            raise _unreadable(path, err) from err
+        count += 1
+        yield atoms
+    if not count:
+        raise InputError(f"{path}: contains no structures")
 
 
 def frame_text(atoms: Atoms) -> str:
@@ -71,7 +103,7 @@ def read_complete_frames(path: str | Path, repair: bool = True) -> list[Atoms]:
         try:
             natoms = int(lines[offset].split()[0])
             chunk = "".join(lines[offset : offset + natoms + 2])
-            if offset + natoms + 2 > len(lines):
+            if offset + natoms + 2 > len(lines) or not chunk.endswith("\n"):  # a last line without its end: torn
                 raise ValueError("truncated frame")
             frames.append(ase.io.read(io.StringIO(chunk), format="extxyz"))
         except Exception:

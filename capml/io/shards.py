@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from capml.errors import InputError
 from capml.io.atomic import write_text
@@ -40,6 +41,26 @@ def shard_lock(shard: str | Path, blocking: bool = True):
         handle.close()
         raise InputError(f"{shard}: cannot lock ({err}); label.shard needs a file system with flock") from err
     return handle
+
+
+@contextmanager
+def run_lock(shard: str | Path, blocking: bool = True, busy: str | None = None) -> Iterator[object]:
+    """:func:`shard_lock` for the block of a run: ``busy`` is the InputError when ``blocking`` is False and another
+    process holds the lock; a run refused for bad input inside the block removes the lock file again when it made
+    it (under the lock, so no other run can have started on it), and leaves nothing behind."""
+    lock_file = Path(shard).with_name(Path(shard).name + ".lock")
+    fresh = not lock_file.exists()
+    handle = shard_lock(shard, blocking)
+    if handle is None:
+        raise InputError(busy or f"{shard}: another process holds {lock_file.name}")
+    try:
+        yield handle
+    except InputError:
+        if fresh:
+            lock_file.unlink(missing_ok=True)
+        raise
+    finally:
+        handle.close()
 
 
 def shard_files(path: str | Path) -> list[Path]:

@@ -67,6 +67,7 @@ class GPAWLabeller(Labeller):
         ecut_eV: float = 350.0,
         kpts_size: Sequence[int] | None = (1, 1, 1),
         kpt_density: float | None = None,
+        kpts_gamma: bool = True,
         smearing_eV: float = 0.01,
         hybrid: str | None = "HSE06",
         hybrid_fidelity: str = "hse06",
@@ -84,6 +85,7 @@ class GPAWLabeller(Labeller):
         self.ecut_eV = float(ecut_eV)
         self.kpts_size = None if kpts_size is None else [int(k) for k in kpts_size]
         self.kpt_density = kpt_density
+        self.kpts_gamma = bool(kpts_gamma)
         self.smearing_eV = float(smearing_eV)
         self.hybrid = hybrid
         self.hybrid_fidelity = hybrid_fidelity
@@ -100,10 +102,11 @@ class GPAWLabeller(Labeller):
         self.legacy_gpaw = legacy_gpaw
 
     def _kpts(self) -> dict:
-        # Γ-centred meshes: a shifted mesh misses the band edges at Γ and M.
+        # Γ-centred meshes by default: a shifted (Monkhorst-Pack) mesh misses the band edges at Γ and M, so its
+        # gap is not the crystal's; it is cheaper for energies and forces of low-symmetry cells (kpts_gamma=false)
         if self.kpt_density is not None:
-            return {"density": float(self.kpt_density), "gamma": True}
-        return {"size": self.kpts_size, "gamma": True}
+            return {"density": float(self.kpt_density), "gamma": self.kpts_gamma}
+        return {"size": self.kpts_size, "gamma": self.kpts_gamma}
 
     def settings(self) -> dict[str, dict]:
         import gpaw

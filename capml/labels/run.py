@@ -23,10 +23,22 @@ from tqdm.auto import tqdm
 from capml.errors import InputError
 from capml.io.contract import GAP_PREFIX, DatasetSettings, read_settings, settings_path, validate_frames, write_settings
 from capml.io.extxyz import append_frame, failures_path, keep_last_per_structure, read_complete_frames, read_failures
-from capml.io.shards import merge_shards, shard_files, shard_lock, shard_path
+from capml.io.shards import merge_shards, run_lock, shard_files, shard_path
 from capml.labels.base import Labeller
 
 log = logging.getLogger(__name__)
+
+
+def make_labeller(cfg) -> Labeller:
+    """The labeller a composed config names (``labels.labeller``, instantiated by Hydra); a config it cannot build
+    is one InputError line."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(cfg.labels.labeller)
+    except InstantiationException as err:
+        raise InputError(f"labels.labeller: {' '.join(str(err).split())}") from err
 
 
 @dataclass
@@ -84,7 +96,6 @@ def run_labels(
     requested = DatasetSettings(_requested_settings(labeller, subsets))
     read_settings(main_out).merged_with(requested, where=str(main_out))
     mine = range(len(ids))
-    lock = None
     if shard is not None:
         index, count = shard
         others = [f.name for f in shard_files(main_out) if not f.name.endswith(f"of{count}{main_out.suffix}")]
@@ -94,27 +105,16 @@ def run_labels(
         out = shard_path(main_out, index, count)
         mine = range(index, len(ids), count)
         main_out.parent.mkdir(parents=True, exist_ok=True)
-        lock = shard_lock(out)
+        lock = run_lock(out)
     else:  # one unsharded run per output; it first takes in what shard runs left (refused while one still runs)
         main_out.parent.mkdir(parents=True, exist_ok=True)
-        fresh_lock = not main_out.with_name(main_out.name + ".lock").exists()
-        lock = shard_lock(main_out, blocking=False)
-        if lock is None:
-            raise InputError(f"{main_out}: another label run is writing this dataset; wait for it, or share the "
-                             "work with label.shard=i/n")
-    fresh = shard is None and fresh_lock
-    try:
+        lock = run_lock(main_out, blocking=False, busy=f"{main_out}: another label run is writing this dataset; "
+                        "wait for it, or share the work with label.shard=i/n")
+    with lock:  # a refused run removes the lock file it made
         if shard is None:
             merge_shards(main_out, ids)
         return _label_into(structures, ids, mine, Path(out), main_out, labeller, requested, subsets, limit,
                            retry_failed)
-    except InputError:
-        if fresh:  # refused: the lock file this run made goes again
-            Path(lock.name).unlink(missing_ok=True)
-        raise
-    finally:
-        if lock is not None:
-            lock.close()
 
 
 def _label_into(structures, ids, mine, out: Path, main_out: Path, labeller: Labeller, requested: DatasetSettings,

@@ -1,8 +1,9 @@
 """VASP outputs as capml frames.
 
 vasprun.xml is read by pymatgen's ``Vasprun`` (every ionic step, eigenvalues and occupations, INCAR/parameters,
-k-points, POTCARs); an OUTCAR with no vasprun.xml beside it by ASE's OUTCAR reader (ionic steps, eigenvalues)
-and pymatgen's ``Outcar`` (tags, electronic iterations). Nothing here parses VASP text by itself.
+k-points, POTCARs); an OUTCAR with no vasprun.xml beside it by ASE's OUTCAR reader (ionic steps), pymatgen's
+``Outcar`` (tags, electronic iterations) and :func:`outcar_eigenvalues` (the eigenvalue tables of every k-point:
+ASE's reader finds none in an ISPIN=1 OUTCAR, which prints no "spin component" header).
 
 - The functional, and so the fidelity name, comes from the run's own tags (GGA/METAGGA, LHFCALC, AEXX, HFSCREEN,
   LDAU, IVDW, POTCARs when GGA is unset): ``pbesol``, ``pbe``, ``hse06``, ``hsesol``, ``pbe0``, ``pbe_u``, ...
@@ -15,6 +16,7 @@ and pymatgen's ``Outcar`` (tags, electronic iterations). Nothing here parses VAS
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,6 +240,51 @@ def read_vasprun(path: Path, fidelity: str | None = None) -> VaspRun:
     return run
 
 
+_EIGEN_ROW = re.compile(r"^\s*\d+\s+(-?\d+\.\d+)\s+(-?\d+\.\d+)\s*$")
+_KPOINT_HEADER = re.compile(r"^\s*k-point\s+(\d+)\s*:")
+_SPIN_HEADER = re.compile(r"^\s*spin component\s+(\d+)\s*$")
+
+
+def outcar_eigenvalues(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Eigenvalues and occupations ((spins, k-points, bands) arrays) of the last eigenvalue listing of an OUTCAR and
+    the k-point weights (the last "k-points in reciprocal lattice and weights" table, 0 on band-path points); None
+    when the file lists no eigenvalues or an incomplete listing (a killed run).
+
+    The listing follows the last "E-fermi" line: per spin ("spin component N", absent at ISPIN=1) a
+    "k-point N : kx ky kz" header and a "band No. band energies occupation" table per k-point. Every VASP 5 and 6
+    OUTCAR prints it this way, for SCF, band-structure and hybrid runs alike."""
+    lines = Path(path).read_text(errors="replace").splitlines()
+    nkpts = next((int(m.group(1)) for line in lines if (m := re.search(r"NKPTS\s*=\s*(\d+)", line))), None)
+    fermi = [i for i, line in enumerate(lines) if line.lstrip().startswith("E-fermi")]
+    table = [i for i, line in enumerate(lines) if "k-points in reciprocal lattice and weights" in line]
+    if nkpts is None or not fermi or not table:
+        return None
+    try:  # "   kx   ky   kz   weight" lines, the weight last (0.000 on a band-path point)
+        weights = np.array([float(lines[i].split()[-1]) for i in range(table[-1] + 1, table[-1] + 1 + nkpts)])
+    except (IndexError, ValueError):
+        return None
+    spins: dict[int, dict[int, list[tuple[float, float]]]] = {}
+    spin, rows, spin_headers = 1, None, set()
+    for line in lines[fermi[-1] + 1:]:
+        if (m := _SPIN_HEADER.match(line)):
+            spin, rows = int(m.group(1)), None
+            spin_headers.add(spin)
+        elif (m := _KPOINT_HEADER.match(line)):
+            rows = spins.setdefault(spin, {}).setdefault(int(m.group(1)), [])
+        elif rows is not None and (m := _EIGEN_ROW.match(line)):
+            rows.append((float(m.group(1)), float(m.group(2))))
+        elif spins and line.strip() and not line.lstrip().startswith(("band No.", "Fermi energy")):
+            break  # the next section of the file (VASP 6.4 repeats "Fermi energy: ..." before each spin)
+    expected = [1, 2] if spin_headers else [1]  # ISPIN=2 lists both spins, each under its header
+    if sorted(spins) != expected or any(len(k) != nkpts for k in spins.values()):
+        return None
+    bands = {len(rows) for k in spins.values() for rows in k.values()}
+    if len(bands) != 1 or 0 in bands:
+        return None
+    data = np.array([[spins[s][k] for k in sorted(spins[s])] for s in sorted(spins)])  # (spins, k, bands, 2)
+    return data[..., 0], data[..., 1], weights
+
+
 def read_outcar(path: Path, fidelity: str | None = None) -> VaspRun:
     import ase.io
     from pymatgen.io.vasp.outputs import Outcar
@@ -292,19 +339,14 @@ def read_outcar(path: Path, fidelity: str | None = None) -> VaspRun:
         atoms.info["ionic_step"] = k
         run.frames.append(atoms)
     if images and run.frames and run.frames[-1].info["ionic_step"] == len(images) - 1 and finished:
-        calc = images[-1].calc
-        kpts = getattr(calc, "kpts", None) or []
-        if kpts:
-            nspins = len({kp.s for kp in kpts})
-            eigs = np.array([[kp.eps_n for kp in kpts if kp.s == s] for s in range(nspins)])
-            occs = np.array([[kp.f_n for kp in kpts if kp.s == s] for s in range(nspins)])
-            weights = np.array([kp.weight for kp in kpts if kp.s == 0])
+        listing = outcar_eigenvalues(path)
+        if listing is None:
+            run.gap_error = "no eigenvalues in the file"
+        else:
             try:
-                run.gap = vasp_gap(eigs, occs, weights)
+                run.gap = vasp_gap(*listing)
             except InputError as err:
                 run.gap_error = str(err)
-        else:
-            run.gap_error = "no eigenvalues in the file"
     return run
 
 

@@ -35,16 +35,16 @@ def check_dtype_device(dtype: str, device: str, prefix: str = "") -> None:
 def load_mace_module(path: str | Path, device: str = "cpu") -> torch.nn.Module:
     """The torch module saved in a MACE .model file, on ``device``; InputError naming the file when it is
     missing or not a MACE model."""
+    from capml.io.torchfile import load_torch_file, saved_kind
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: MACE model file not found")
-    try:
-        module = torch.load(path, map_location=device, weights_only=False)
-    except Exception as err:  # torch.load raises many types for a file that is not a model
-        raise InputError(f"{path}: cannot load as a MACE model ({type(err).__name__}: "
-                         f"{' '.join(str(err).split())[:160]})") from err
+    module = load_torch_file(path, "a MACE model", map_location=device, weights_only=False)
     if not isinstance(module, torch.nn.Module) or not hasattr(module, "atomic_numbers"):
-        raise InputError(f"{path}: not a MACE model (expected a .model file saved by mace-torch)")
+        kind = saved_kind(path)
+        raise InputError(f"{path}: not a MACE model{f' but {kind}' if kind else ''} (expected a .model file saved "
+                         "by mace-torch)")
     return module
 
 

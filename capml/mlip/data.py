@@ -21,6 +21,7 @@ from capml.io.contract import (ENERGY_KEY, FORCES_KEY, STRESS_KEY, read_dataset,
                                refuse_repeated_ids, write_dataset)
 from capml.io.split import grouped_split
 from capml.io.jsonio import write_json
+from capml.io.paths import portable_path
 
 from capml.keys import SPLITS  # ("train", "val", "test"): one vocabulary with the gap models
 GROUP_KEY = "config_id"
@@ -48,9 +49,38 @@ def split_fractions(val_fraction: float, test_fraction: float) -> tuple[float, f
     return rest * (1.0 - val_fraction), rest * val_fraction, test_fraction
 
 
-def write_splits(
+@dataclass
+class SplitPlan:
+    """The frames of the splits, drawn and checked, before anything is written (see :func:`plan_splits`)."""
+
+    frames: list
+    indices: list
+    record: dict
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {n: int(len(i)) for n, i in zip(SPLITS, self.indices)}
+
+    def files(self, out_dir: str | Path) -> SplitFiles:
+        """Where :meth:`write` puts the splits in ``out_dir``, with their frame counts."""
+        return SplitFiles(**{name: str(Path(out_dir) / f"{name}.extxyz") for name in SPLITS}, counts=self.counts)
+
+    def symbols(self) -> set[str]:
+        return {s for idx in self.indices for i in idx for s in self.frames[i].get_chemical_symbols()}
+
+    def write(self, out_dir: str | Path) -> SplitFiles:
+        """``train.extxyz``, ``val.extxyz``, ``test.extxyz`` and ``splits.json`` in ``out_dir``."""
+        files = self.files(out_dir)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        for name, idx in zip(SPLITS, self.indices):
+            write_dataset(files.path(name), [self.frames[i] for i in idx])
+        paths = {name: portable_path(getattr(files, name)) for name in SPLITS}
+        write_json((Path(out_dir) / "splits.json"), asdict(files) | paths | self.record, indent=2)
+        return files
+
+
+def plan_splits(
     dataset: str | Path,
-    out_dir: str | Path,
     val_fraction: float = 0.05,
     test_fraction: float = 0.1,
     seed: int = 0,
@@ -58,16 +88,9 @@ def write_splits(
     pinned: str | Path | None = None,
     max_frames: int | None = None,
     extra_train: Sequence[str | Path] = (),
-) -> SplitFiles:
-    """Write ``train.extxyz``, ``val.extxyz``, ``test.extxyz`` (and ``splits.json``) into ``out_dir``.
-
-    ``pinned`` is the ``splits.json`` of an earlier run (e.g. the base model's, on a smaller dataset): its
-    config_id groups keep their split, so a model fine-tuned from it is never tested on frames it trained on;
-    only new groups are dealt by :func:`grouped_split`. ``max_frames`` keeps the first frames only: a dataset grows
-    by appending, so this reproduces a model trained while it was smaller. ``extra_train`` lists further dataset
-    files whose frames all go to the training split, after the split is drawn (e.g. MD snapshots labelled by
-    ``simulate.py stage=md_check``: active learning), so the validation and test splits stay comparable.
-    """
+) -> SplitPlan:
+    """Read and check the dataset and ``extra_train`` and draw the splits, writing nothing (see :func:`write_splits`);
+    every problem with the inputs is an InputError here."""
     require = (ENERGY_KEY, FORCES_KEY, STRESS_KEY) if require_stress else (ENERGY_KEY, FORCES_KEY)
     frames = read_dataset(dataset, require=require)
     if max_frames is not None:
@@ -89,24 +112,40 @@ def write_splits(
     n_sampled = len(frames)
     frames = frames + [a for _, added in extra for a in added]
     indices[0] = np.concatenate([indices[0], np.arange(n_sampled, len(frames))])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, idx in zip(SPLITS, indices):
-        paths[name] = str(out_dir / f"{name}.extxyz")
-        write_dataset(paths[name], [frames[i] for i in idx])
-    files = SplitFiles(**paths, counts={n: int(len(i)) for n, i in zip(SPLITS, indices)})
-    record = asdict(files) | {
-        "dataset": str(dataset),
+    record = {
+        "dataset": portable_path(dataset),
         "max_frames": max_frames,
-        "extra_train": {path: len(added) for path, added in extra},
+        "extra_train": {portable_path(path): len(added) for path, added in extra},
         "seed": seed,
-        "pinned": str(pinned) if pinned else None,
+        "pinned": portable_path(pinned) if pinned else None,
         "structure_ids": {n: [str(frames[i].info.get("structure_id", i)) for i in idx] for n, idx in zip(SPLITS, indices)},
         "config_ids": {n: sorted({str(frames[i].info.get(GROUP_KEY)) for i in idx}) for n, idx in zip(SPLITS, indices)},
     }
-    write_json((out_dir / "splits.json"), record, indent=2)
-    return files
+    return SplitPlan(frames, indices, record)
+
+
+def write_splits(
+    dataset: str | Path,
+    out_dir: str | Path,
+    val_fraction: float = 0.05,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    require_stress: bool = True,
+    pinned: str | Path | None = None,
+    max_frames: int | None = None,
+    extra_train: Sequence[str | Path] = (),
+) -> SplitFiles:
+    """Write ``train.extxyz``, ``val.extxyz``, ``test.extxyz`` (and ``splits.json``) into ``out_dir``.
+
+    ``pinned`` is the ``splits.json`` of an earlier run (e.g. the base model's, on a smaller dataset): its
+    config_id groups keep their split, so a model fine-tuned from it is never tested on frames it trained on;
+    only new groups are dealt by :func:`grouped_split`. ``max_frames`` keeps the first frames only: a dataset grows
+    by appending, so this reproduces a model trained while it was smaller. ``extra_train`` lists further dataset
+    files whose frames all go to the training split, after the split is drawn (e.g. MD snapshots labelled by
+    ``simulate.py stage=md_check``: active learning), so the validation and test splits stay comparable.
+    """
+    return plan_splits(dataset, val_fraction, test_fraction, seed, require_stress, pinned, max_frames,
+                       extra_train).write(out_dir)
 
 
 def fill_empty_splits(frames, indices: list[np.ndarray], where: str) -> list[np.ndarray]:

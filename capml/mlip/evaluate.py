@@ -25,6 +25,7 @@ from capml.io.contract import ENERGY_KEY, FORCES_KEY, STRESS_KEY, read_dataset  
 from capml.mlip.calculator import mace_calculator  # noqa: E402
 from capml.phonons import harmonic_phonons, load_phonons, to_ase_atoms  # noqa: E402
 from capml.io.jsonio import write_json  # noqa: E402
+from capml.io.paths import portable_path  # noqa: E402
 from capml.metrics import ParityPanel, parity_figure, regression_metrics  # noqa: E402
 
 log = logging.getLogger("capml.mlip")
@@ -166,12 +167,11 @@ def evaluate_models(models: Mapping[str, str | Path], files, settings, out_dir: 
     heldout = {}
     for path in settings.get("heldout") or []:  # sets no model trained on: relaxed minima, MD snapshots
         held = read_dataset(path)
-        heldout[str(path)] = {"n_frames": len(held), "models": {}}
+        entry = heldout[portable_path(path)] = {"n_frames": len(held), "models": {}}
         for name, model in models.items():
-            heldout[str(path)]["models"][name] = split_errors(model, held, settings.dtype, settings.device,
-                                                              settings.batch_size)[0]
+            entry["models"][name] = split_errors(model, held, settings.dtype, settings.device, settings.batch_size)[0]
             log.info("%s on %s: %s", name, Path(path).name,
-                     {q: round(v["mae"], 4) for q, v in heldout[str(path)]["models"][name].items()})
+                     {q: round(v["mae"], 4) for q, v in entry["models"][name].items()})
     if heldout:
         result["heldout"] = heldout
     if settings.phonons:
@@ -179,7 +179,7 @@ def evaluate_models(models: Mapping[str, str | Path], files, settings, out_dir: 
         phonons = {name: model_phonons(reference, mace_calculator(path, "float64", settings.device))
                    for name, path in models.items()}
         result["phonons"], curves = phonon_errors(reference, phonons, settings.band_points)
-        result["phonons"]["reference"] = str(settings.phonons)
+        result["phonons"]["reference"] = portable_path(settings.phonons)
         band_plot(curves, out_dir / "phonons.png", f"harmonic phonons vs DFT ({Path(settings.phonons).parent.name})")
     write_json((out_dir / "metrics.json"), result, indent=2)
     with open(out_dir / "metrics.csv", "w", newline="") as handle:

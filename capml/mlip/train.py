@@ -28,9 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 from capml.cli import save_resolved_config
 from capml.errors import InputError
 from capml.io.contract import ENERGY_KEY, FORCES_KEY, STRESS_KEY
-from capml.mlip.data import SplitFiles, write_splits
+from capml.mlip.data import SplitFiles, plan_splits
 from capml.io.jsonio import write_json
-from capml.keys import SPLITS
 
 log = logging.getLogger("capml.mlip")
 
@@ -238,32 +237,35 @@ def run(cfg: DictConfig) -> dict:
     out_dir = Path(m.out_dir)
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    lock = open(out_dir / ".lock", "a")
+    lock_file = out_dir / ".lock"
+    new_lock = not lock_file.exists()
+    lock = open(lock_file, "a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
         raise InputError(f"mlip.out_dir={out_dir}: another MACE training (train.py --config-name train_mlip) is "
-                         "writing this folder; wait for it or choose another mlip.out_dir")
-    try:  # the inputs are checked before anything is written; a refused run leaves no folder behind
+                         "writing this folder; wait for it or choose another mlip.out_dir") from None
+    try:  # every input is checked before anything is written: a refused run leaves the folder as it found it
         foundation = resolve_foundation(m.foundation_model)
-        files = write_splits(m.dataset, out_dir / "splits", m.val_fraction, m.test_fraction, seed=m.seed,
-                             require_stress=m.stress_weight > 0, pinned=m.pin_splits,
-                             max_frames=m.max_frames, extra_train=list(m.get("extra_train") or ()))
-        foundation_file = foundation_in_dtype(foundation, m.default_dtype, out_dir)
+        plan = plan_splits(m.dataset, m.val_fraction, m.test_fraction, seed=m.seed,
+                           require_stress=m.stress_weight > 0, pinned=m.pin_splits, max_frames=m.max_frames,
+                           extra_train=list(m.get("extra_train") or ()))
         if foundation is not None and foundation not in foundation_names():
-            from capml.io.extxyz import read_structures
             from capml.mlip.calculator import check_elements, load_mace_module
 
-            symbols = {s for split in SPLITS if files.counts.get(split)
-                       for a in read_structures(files.path(split)) for s in a.get_chemical_symbols()}
-            check_elements(load_mace_module(Path(foundation)), sorted(symbols),
+            check_elements(load_mace_module(Path(foundation)), sorted(plan.symbols()),
                            f"mlip.foundation_model={foundation} for {m.dataset}")
+        mace_arguments(m, plan.files(out_dir / "splits"), out_dir / "mace", foundation)  # flags mace would refuse
     except InputError:
-        if created:  # still under the lock, so no other run can have started in it
-            shutil.rmtree(out_dir, ignore_errors=True)
+        if new_lock:  # still under the lock, so no other run can have started in the folder
+            lock_file.unlink(missing_ok=True)
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
         lock.close()
         raise
+    files = plan.write(out_dir / "splits")
+    foundation_file = foundation_in_dtype(foundation, m.default_dtype, out_dir)
     save_resolved_config(cfg, out_dir, "mlip")
     log.info("splits %s", files.counts)
     argv = mace_arguments(m, files, out_dir / "mace", foundation_file)

@@ -9,6 +9,8 @@ pooling-to-output MLP.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 from torch_geometric.nn import CGConv, GATv2Conv, GraphConv, global_add_pool, global_max_pool, global_mean_pool
@@ -28,8 +30,11 @@ def pool_named(name: str):
 def weighted_adjacency(edge_index: torch.Tensor, weight: torch.Tensor, n_nodes: int) -> torch.Tensor:
     """Sparse CSR matrix A[target, source] = sum of the weights of the edges source -> target (periodic
     images of one neighbour add up, as they would in a sum over messages)."""
-    adjacency = torch.sparse_coo_tensor(edge_index.flip(0), weight, (n_nodes, n_nodes))
-    return adjacency.coalesce().to_sparse_csr()
+    # the index check is one pass over the edges; without it a bad index is a segfault, not an error
+    adjacency = torch.sparse_coo_tensor(edge_index.flip(0), weight, (n_nodes, n_nodes), check_invariants=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta state", UserWarning)
+        return adjacency.coalesce().to_sparse_csr()
 
 
 def segment_logsumexp(values: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:

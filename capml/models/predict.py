@@ -15,7 +15,6 @@ stays bounded by the batch size, not the number of snapshots.
 from __future__ import annotations
 
 import json
-import pickle
 from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -27,6 +26,9 @@ from ase import Atoms
 from capml.errors import InputError
 from capml.data.graph_dataset import MINUS
 from capml.graphs.build import batch_graphs
+from capml.io.contract import check_structure
+from capml.io.extxyz import check_structure_file, iter_structures
+from capml.io.torchfile import error_reason, load_torch_file
 from capml.models.module import GraphRegressor
 
 
@@ -44,12 +46,23 @@ def checkpoint_files(path: str | Path | Sequence[str | Path]) -> list[Path]:
 
 
 def load_module(path: Path, device: str = "cpu") -> GraphRegressor:
+    """The GraphRegressor of a checkpoint written by train.py; InputError naming the file for anything else."""
+    path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
+    what, expected = "a capml GNN checkpoint", "a .ckpt file written by train.py"
+    saved = load_torch_file(path, what, expected=expected)
+    if not isinstance(saved, dict) or not {"state_dict", GraphRegressor.CHECKPOINT_HYPER_PARAMS_KEY} <= set(saved):
+        keys = f" with keys {sorted(map(str, saved))[:6]}" if isinstance(saved, dict) else ""
+        raise InputError(f"{path}: not {what} (it holds a {type(saved).__name__}{keys}); expected {expected}, "
+                         "with state_dict and hyper_parameters")
     try:
         return GraphRegressor.load_from_checkpoint(path, map_location=device)
-    except (KeyError, RuntimeError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as err:
-        raise InputError(f"{path}: not a capml GNN checkpoint ({type(err).__name__}: {err})") from err
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 -- a checkpoint of another model: any error rebuilding it
+        raise InputError(f"{path}: not {what} (cannot rebuild the model: {error_reason(err)}); expected "
+                         f"{expected}") from err
 
 
 class GapPredictor:
@@ -129,10 +142,8 @@ class GapPredictor:
     def predict_members_batch(self, structures: Sequence[Atoms], where: str = "<atoms>") -> np.ndarray:
         """(members, structures): every member on one batch graph (shared with the base model of a correction
         when the cutoffs agree)."""
-        for k, atoms in enumerate(structures):  # the models know crystals only (a molecule's graph is another one)
-            if not np.all(atoms.pbc) or abs(np.linalg.det(atoms.cell.array)) < 1e-6:
-                raise InputError(f"{where}: structure {k} has pbc={atoms.pbc.tolist()} and cell volume "
-                                 f"{abs(np.linalg.det(atoms.cell.array)):.3g} Å^3; expected a periodic crystal")
+        for k, atoms in enumerate(structures):  # crystals only, as every stage of the CLI takes them
+            check_structure(atoms, f"{where}: structure {k}")
         graph = batch_graphs(structures, self.cutoff_A, where, workers=self.workers,
                              descriptors=self.descriptors, descriptor_dtype=self.descriptor_dtype).to(self.device)
         members = np.stack([m.predict_physical(graph).double().cpu().numpy() for m in self.modules])
@@ -179,13 +190,10 @@ class GapPredictor:
             yield members.mean(axis=0)
 
     def predict_file(self, path: str | Path) -> Iterator[np.ndarray]:
-        """Stream an ASE-readable file (e.g. an MD trajectory in extxyz) batch by batch."""
-        import ase.io
-
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: structure file not found")
-        return self.iter_predict(ase.io.iread(path, index=":"), where=str(path))
+        """Stream an ASE-readable file (e.g. an MD trajectory in extxyz) batch by batch; a missing, empty, truncated or
+        binary file is an InputError naming it."""
+        path = check_structure_file(path)
+        return self.iter_predict(iter_structures(path), where=str(path))
 
 
 def ensemble_std(members: np.ndarray) -> np.ndarray:

@@ -27,22 +27,9 @@ from capml.models.module import GraphRegressor, target_scaling_for
 from capml.models.predict import load_module
 from capml.models.report import compare_two_stage, parity_plot, prediction_table
 from capml.io.jsonio import write_json
+from capml.io.paths import portable_path
 
 log = logging.getLogger(__name__)
-
-
-def run(cfg: DictConfig) -> float:
-    """Train as configured; returns the validation metric named by ``optimize_metric`` (for sweepers)."""
-    if cfg.get("cv"):
-        from capml.models.cv import run_cv
-
-        return run_cv(cfg)
-    if (cfg.get("ensemble") or {}).get("members", 1) > 1:
-        return run_ensemble(cfg)
-    if cfg.get("two_stage"):
-        return run_two_stage(cfg)
-    metrics = train_one(cfg)
-    return objective(metrics, cfg.optimize_metric)
 
 
 def objective(metrics: dict, name: str) -> float:
@@ -117,11 +104,11 @@ def train_one(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     resume = resume_checkpoint(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
-    save_resolved_config(cfg, out, "train")
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     module = build_module(cfg, datamodule)
+    save_resolved_config(cfg, out, "train")  # the inputs are accepted: the record of this run (resume compares it)
     loggers = instantiate_group(cfg.get("logger"))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -233,8 +220,8 @@ def run_ensemble(cfg: DictConfig) -> float:
             f"{split}_{name}": metrics[split][name] for split in ("val", "test") if split in metrics
             for name in ("n", "mae", "rmse", "r2")}})
     card = {"target": cfg.two_stage.accurate if cfg.get("two_stage") else cfg.data.target,
-            "members": len(results), "data": str(cfg.data.path),
-            "extra_train": [str(p) for p in cfg.data.get("extra_train") or []],
+            "members": len(results), "data": portable_path(cfg.data.path),
+            "extra_train": [portable_path(p) for p in cfg.data.get("extra_train") or []],
             "model": OmegaConf.to_container(cfg.model, resolve=True), "per_member": results}
     if plan.get("calibration"):  # calibration.json of a cross-validation with ensembles (capml.models.cv)
         card["calibration"] = json.loads(Path(plan.calibration).read_text())

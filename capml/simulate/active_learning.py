@@ -28,6 +28,7 @@ import pandas as pd
 from ase import Atoms
 
 from capml.errors import InputError
+from capml.io.paths import portable_path, resolve_path
 
 
 def relaxed_label_inputs(relaxed: Sequence[Atoms], prefix: str = "", source: str = "") -> list[Atoms]:
@@ -143,7 +144,7 @@ def run_round(cfg, prepare_only: bool = False) -> dict:
 
     from omegaconf import open_dict
 
-    from capml.io.shards import shard_lock
+    from capml.io.shards import run_lock
 
     log = logging.getLogger("capml.simulate")
     a = cfg.simulate.active_learning
@@ -160,7 +161,7 @@ def run_round(cfg, prepare_only: bool = False) -> dict:
     inputs_path = folder / "label_inputs.extxyz"
     record_path = folder / "round.json"
     folder.mkdir(parents=True, exist_ok=True)
-    with shard_lock(folder / "round"):  # two label shards started at once: one chooses, the other waits
+    with run_lock(folder / "round"):  # two label shards started at once: one chooses, the other waits
         record = _choose(cfg, sub, folder, prefix, inputs_path, record_path, log)
     if prepare_only or not a.label:
         return record
@@ -212,12 +213,12 @@ def _choose(cfg, sub, folder: Path, prefix: str, inputs_path: Path, record_path:
                        "picked_std_mean_eV": float(score[chosen].mean()) if chosen else float("nan")})
     write_dataset(folder / "picked.extxyz", picked)
     write_dataset(inputs_path, inputs + picked)
-    record = {"round": int(a.round), "mlip_model": str(cfg.simulate.mlip_model),
-              "ensemble": source, "ensemble_members": ensemble.members,
+    record = {"round": int(a.round), "mlip_model": portable_path(cfg.simulate.mlip_model),
+              "ensemble": portable_path(source), "ensemble_members": ensemble.members,
               "ensemble_target": ensemble.target, "grid": {"x": list(a.x), "temperature_K": list(a.temperature)},
               "md": {"steps": int(a.md_steps), "seed": int(sub.seed)},
               "relaxed_inputs": len(inputs), "picked_snapshots": len(picked), "runs": scored,
-              "label_inputs": str(inputs_path), "dataset": str(a.out)}
+              "label_inputs": portable_path(inputs_path), "dataset": portable_path(a.out)}
     pd.DataFrame(scored).to_csv(folder / "scores.csv", index=False)
     _write_record(record_path, record)
     log.info("active learning round %s: %d relaxed configurations and %d MD snapshots to label -> %s", a.round,
@@ -234,8 +235,7 @@ def _write_record(path: Path, record: dict) -> None:
 def _label_round(cfg, folder: Path, inputs_path: Path, record_path: Path, record: dict, log) -> dict:
     """Step 5 (labels, every optional fidelity on every structure) and 7 (retrain)."""
     from capml.io.contract import read_dataset
-    from capml.labels.run import parse_shard, run_labels
-    from capml.simulate.stages import make_labeller
+    from capml.labels.run import make_labeller, parse_shard, run_labels
 
     a = cfg.simulate.active_learning
     labeller = make_labeller(cfg)
@@ -271,7 +271,7 @@ def retrain(folder: Path, plan) -> dict:
     datasets = [str(Path(p).resolve()) for p in plan.retrain.get("extra_train") or []]
     for k in range(int(plan.round) + 1):
         record = folder.parent / f"round{k}" / "round.json"
-        path = Path(json.loads(record.read_text())["dataset"]) if record.is_file() else None
+        path = resolve_path(json.loads(record.read_text())["dataset"]) if record.is_file() else None
         if path is not None and path.is_file():
             datasets.append(str(path.resolve()))
     export = folder / "ensemble"
@@ -282,4 +282,5 @@ def retrain(folder: Path, plan) -> dict:
     if result.returncode != 0:
         raise InputError(f"active learning retrain failed ({' '.join(command[1:])}): "
                          f"{(result.stderr.strip().splitlines() or ['no message'])[-1]}")
-    return {"command": command[1:], "extra_train": datasets, "ensemble": str(export)}
+    return {"command": command[1:], "extra_train": [portable_path(p) for p in datasets],
+            "ensemble": portable_path(export)}

@@ -30,6 +30,9 @@ from capml.io.jsonio import write_json  # noqa: E402
 log = logging.getLogger("capml.simulate")
 
 RELAXED = "relaxed.extxyz"
+# the 0 K reference of each configuration: relaxed (positions and cell, from the ideal or a rattled start), or static
+# (the decorated Vegard cell with every atom on its ideal site, as the paper's Eg(0); energy and forces only)
+REFERENCES = ("relaxed", "static")
 TABLE = "energies.csv"
 RELAXERS = ("ase", "batched")
 
@@ -49,6 +52,7 @@ def relax_configurations(
     relaxer: str = "ase",
     batch_size: int = 32,
     rattle_A: float = 0.0,
+    reference: str = "relaxed",
 ) -> pd.DataFrame:
     """Relax every inequivalent decoration of each composition; returns (and writes) the ranked table. A relaxed
     volume more than ``volume_warning_percent`` away from the starting (Vegard) cell is logged as a warning: an
@@ -62,7 +66,19 @@ def relax_configurations(
     ``rattle_A`` > 0 displaces every starting structure by a uniform rattle of that amplitude (seeded by ``seed``
     and the decoration) before it relaxes. A high-symmetry start of a harmonically unstable crystal (cubic
     perovskites, anti-perovskites) has zero forces by symmetry and stays on its saddle point; a rattle lets it fall
-    into a distorted minimum, as the ordered decorations of lower symmetry do anyway."""
+    into a distorted minimum, as the ordered decorations of lower symmetry do anyway.
+
+    ``reference="static"``: no relaxation; each configuration is its decorated Vegard cell with the atoms on their
+    ideal sites (energy, forces and stress of the model there), the 0 K reference of a static, undistorted Eg(0).
+    The reference is recorded in every frame (info ``reference``) and in the table; a folder relaxed with the other
+    reference is refused."""
+    if reference not in REFERENCES:
+        raise InputError(f"reference={reference!r}: expected one of {list(REFERENCES)}")
+    if reference == "static":
+        if float(rattle_A) > 0:
+            raise InputError(f"reference='static' keeps the atoms on their ideal sites: rattle_A={rattle_A}, "
+                             "expected 0")
+        max_steps = 0
     if relaxer not in RELAXERS:
         raise InputError(f"relaxer={relaxer!r}: expected one of {list(RELAXERS)}")
     if relaxer == "batched" and optimizer != "FIRE":
@@ -82,16 +98,23 @@ def relax_configurations(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / RELAXED
-    done = {a.info["config_id"] for a in read(path, ":")} if path.exists() else set()
+    existing = read(path, ":") if path.exists() else []
+    other = sorted({str(a.info.get("reference", "relaxed")) for a in existing} - {reference})
+    if other:
+        raise InputError(f"{path}: holds configurations with reference={other[0]}, expected {reference} "
+                         "(use another workdir for another 0 K reference)")
+    done = {a.info["config_id"] for a in existing}
     todo = [(k, d) for k in compositions for d in system.decorations(
         k, max_enumerate=max_enumerate, n_random=random_arrangements, seed=seed) if d.config_id not in done]
 
     def save(k, decoration, start_volume_A3: float, result: Relaxed) -> None:  # appended as each one finishes
         atoms = result.atoms
+        # a static reference takes no step: "converged" says whether its forces already vanish (by symmetry)
+        converged = result.max_force_eV_A < fmax_eV_A if reference == "static" else result.converged
         atoms.info.update(config_id=decoration.config_id, x=decoration.x, n_occupied=k,
                           multiplicity=decoration.multiplicity, energy_eV=result.energy_eV,
-                          max_force_eV_A=result.max_force_eV_A, steps=result.steps, converged=result.converged,
-                          start_volume_A3=start_volume_A3)
+                          max_force_eV_A=result.max_force_eV_A, steps=result.steps, converged=bool(converged),
+                          start_volume_A3=start_volume_A3, reference=reference)
         write(path, atoms, format="extxyz", append=True)
         bar.update()
 
@@ -128,6 +151,7 @@ def relax_configurations(
 def ranked_table(frames, compositions: Sequence[int]) -> pd.DataFrame:
     rows = [{key: a.info[key] for key in ("config_id", "x", "n_occupied", "multiplicity", "energy_eV",
                                            "max_force_eV_A", "steps", "converged")}
+            | {"reference": str(a.info.get("reference", "relaxed"))}
             | {"n_atoms": len(a), "volume_A3": a.get_volume(),
                "volume_change_percent": 100 * (a.get_volume() / a.info["start_volume_A3"] - 1)
                if "start_volume_A3" in a.info else np.nan} for a in frames]
@@ -161,6 +185,7 @@ def plot_energies(table: pd.DataFrame, path: Path, x_label: str = "x") -> None:
     fig.colorbar(sc, ax=ax, label="multiplicity")
     ax.set_xlabel(x_label)
     ax.set_ylabel("E − E_lowest (meV/atom)")
-    ax.set_title(f"{len(table)} inequivalent configurations, relaxed")
+    reference = table["reference"].iloc[0] if "reference" in table and len(table) else "relaxed"
+    ax.set_title(f"{len(table)} inequivalent configurations, {reference}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -67,17 +67,32 @@ class ThermalAverage:
     tau_frames: float
     stride_frames: int
     n_snapshots: int
+    indices: np.ndarray           # the frames of the series averaged
 
 
-def decorrelated_average(series: np.ndarray) -> ThermalAverage:
-    """Mean over snapshots spaced by ceil(τ_int), with the standard error of independent samples."""
+def decorrelated_average(series: np.ndarray, n_snapshots: int | None = None) -> ThermalAverage:
+    """Mean over snapshots spaced by ceil(τ_int), with the standard error of independent samples.
+
+    ``n_snapshots``: instead, that many snapshots evenly spaced over the series, first and last frame included
+    (the rule of a fixed snapshot count, e.g. 10 from the last 15 ps); the standard error is then that of
+    ``n_eff = min(n_snapshots, len / τ_int)`` independent samples, so snapshots closer than τ_int do not count twice.
+    """
     series = np.asarray(series, float)
     tau = integrated_autocorrelation_time(series)
-    stride = int(np.ceil(tau))
-    snapshots = series[::stride]
+    if n_snapshots is None:
+        stride = int(np.ceil(tau))
+        indices = np.arange(0, len(series), stride)
+        n_eff = len(indices)
+    else:
+        if int(n_snapshots) < 1:
+            raise InputError(f"gaps.snapshots={n_snapshots}: expected an integer >= 1 (or null: every τ_int)")
+        indices = np.unique(np.linspace(0, len(series) - 1, int(n_snapshots)).round().astype(int))
+        stride = max(1, int(round(len(series) / len(indices))))
+        n_eff = min(len(indices), len(series) / tau)
+    snapshots = series[indices]
     n = len(snapshots)
-    stderr = float(np.std(snapshots, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    return ThermalAverage(float(np.mean(snapshots)), stderr, tau, stride, n)
+    stderr = float(np.std(snapshots, ddof=1) / np.sqrt(n_eff)) if n > 1 else float("nan")
+    return ThermalAverage(float(np.mean(snapshots)), stderr, tau, stride, n, indices)
 
 
 def boltzmann_weights(energies_eV: np.ndarray, multiplicities: np.ndarray, temperature_K: float) -> np.ndarray:
@@ -112,7 +127,7 @@ def equilibration_start(series: np.ndarray, candidates: int = 20) -> int:
 
 
 def thermal_gaps(model: GapModel, runs: Sequence[tuple[str, float, Sequence[Atoms]]],
-                 auto_equilibration: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 auto_equilibration: bool = False, n_snapshots: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """<Eg>_T per (config_id, temperature) from MD frames; all frames of all runs in one prediction.
 
     In each run the mean is that of the ensemble-mean series over decorrelated snapshots, with the sampling
@@ -124,7 +139,8 @@ def thermal_gaps(model: GapModel, runs: Sequence[tuple[str, float, Sequence[Atom
     (``gap_T_within_err_eV``). ``halves_sigma``: the first and second half of each run (after equilibration)
     apart, in standard errors (the largest over replicas); above 3 the run is not converged. With
     ``auto_equilibration`` each run's start is chosen by :func:`equilibration_start`; ``discarded_fs`` is the MD
-    time of the first frame averaged (the latest over replicas). Returns the averages and the gap time series (for autocorrelation plots; ``used`` marks the
+    time of the first frame averaged (the latest over replicas). ``n_snapshots``: average that many evenly spaced
+    snapshots per run instead of one every τ_int (:func:`decorrelated_average`). Returns the averages and the gap time series (for autocorrelation plots; ``used`` marks the
     frames after equilibration).
     """
     frames = [f for _, _, run in runs for f in run]
@@ -144,8 +160,8 @@ def thermal_gaps(model: GapModel, runs: Sequence[tuple[str, float, Sequence[Atom
         per_member = members[:, start + first:start + len(run)]
         start += len(run)
         spacing_fs = run[1].info["time_fs"] - run[0].info["time_fs"] if len(run) > 1 else float("nan")
-        avg = decorrelated_average(series)
-        member_means = per_member[:, ::avg.stride_frames].mean(axis=1)
+        avg = decorrelated_average(series, n_snapshots)
+        member_means = per_member[:, avg.indices].mean(axis=1)
         per_run.append({"config_id": config_id, "temperature_K": temperature, "replica": replica,
                         "mean": avg.mean, "err": avg.stderr, "members": member_means,
                         "tau_fs": avg.tau_frames * spacing_fs, "spacing_fs": avg.stride_frames * spacing_fs,

@@ -31,6 +31,7 @@ from capml.io.atomic import atomic_path
 from capml.keys import canonical_info
 from capml.io.contract import write_dataset
 from capml.io.extxyz import append_frame, read_complete_frames
+from capml.io.torchfile import load_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -181,14 +182,20 @@ def _frames(state, systems: Sequence[MDSystem], step: int, settings: MDSettings)
     return frames
 
 
-def _truncate(path: Path, last_step: int) -> None:
-    """Drop frames written after the last checkpoint (a kill between the two writes)."""
+def _truncate(path: Path, last_step: int, checkpoint_frame: Atoms, save_every: int) -> None:
+    """Drop frames written after the last checkpoint (a kill between the two writes), and write the checkpoint's own
+    frame again when the trajectory lost it (torn, and so cut off), so the resumed run leaves no step out."""
     if not path.exists():
         return
     frames = read_complete_frames(path)  # a frame torn by a kill mid-append is cut off
     kept = [f for f in frames if f.info["step"] <= last_step]
     if len(kept) != len(frames):
         write_dataset(path, kept)
+    if not kept or kept[-1].info["step"] < last_step:
+        if kept and kept[-1].info["step"] + save_every < last_step:
+            log.warning("%s: frames between step %d and the checkpoint's step %d are missing", path,
+                        kept[-1].info["step"], last_step)
+        append_frame(path, checkpoint_frame)
 
 
 def system_batches(systems: Sequence[MDSystem], max_atoms: int | str | None, device) -> list[list[MDSystem]]:
@@ -261,7 +268,11 @@ def _run_batch(systems: Sequence[MDSystem], model, out_dir: Path, settings: MDSe
     run_key = _run_key(systems, settings) | ({"group": group_key} if group_key else {}) | _model_key(model)
 
     if checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=False, map_location=model.device)
+        saved = load_torch_file(checkpoint, "an MD checkpoint (written by simulate.py stage=md)",
+                                map_location=model.device, weights_only=False)
+        if not isinstance(saved, dict) or not {"names", "step", "state", "rng_state"} <= set(saved):
+            raise InputError(f"{checkpoint}: not an MD checkpoint (expected names, step, state and rng_state); "
+                             "use another out_dir or delete it")
         if saved["names"] != names:
             raise InputError(f"{checkpoint}: written for systems {saved['names']}, not {names}; "
                              "use another out_dir or delete it")
@@ -273,8 +284,8 @@ def _run_batch(systems: Sequence[MDSystem], model, out_dir: Path, settings: MDSe
                              "(a new run needs another out_dir, or delete this one)")
         state, step = saved["state"], saved["step"]
         torch.set_rng_state(saved["rng_state"])
-        for path in paths.values():
-            _truncate(path, step)
+        for frame, path in zip(_frames(state, systems, step, settings), paths.values()):
+            _truncate(path, step, frame, settings.save_every_steps)
         log.info("resuming MD of %d systems at step %d from %s", len(systems), step, checkpoint)
     else:
         for path in paths.values():

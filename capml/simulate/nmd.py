@@ -41,7 +41,8 @@ from scipy.signal import welch  # noqa: E402
 from capml.errors import InputError  # noqa: E402
 from capml.io.jsonio import write_json  # noqa: E402
 from capml.phonons import (  # noqa: E402
-    IMAGINARY_THZ, gamma_modes, renormalised_force_constants, save_dispersion_plot, save_phonons, to_phonopy_atoms)
+    IMAGINARY_THZ, gamma_modes, primitive_matrix, renormalised_force_constants, save_dispersion_plot, save_phonons,
+    to_phonopy_atoms)
 
 FS_TO_PS = 1e-3
 HANN_FWHM_BINS = 1.44  # FWHM of a sharp line's Hann-windowed power spectrum, in bins of 1 / segment length
@@ -196,7 +197,8 @@ def stabilisation_verdict(result: dict, imaginary_THz: float = IMAGINARY_THZ) ->
 def renormalised_phonons(reference: Atoms, result: dict) -> Phonopy:
     """phonopy object carrying the renormalised force constants (primitive cell found by phonopy)."""
     fc = renormalised_force_constants(result["eigenvectors"], result["renormalised_THz"], reference.get_masses())
-    phonon = Phonopy(to_phonopy_atoms(reference), supercell_matrix=np.eye(3, dtype=int), primitive_matrix="auto",
+    cell = to_phonopy_atoms(reference)
+    phonon = Phonopy(cell, supercell_matrix=np.eye(3, dtype=int), primitive_matrix=primitive_matrix(cell, 1e-3),
                      symprec=1e-3)
     phonon.force_constants = fc
     return phonon

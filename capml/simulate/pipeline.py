@@ -43,8 +43,15 @@ class ConfigurationSettings:
     relaxer: str = "ase"                # ase | batched (capml.simulate.relax.relax_batch)
     batch_size: int = 32
     rattle_A: float = 0.0               # displace each start before relaxing (off a symmetric saddle point)
+    reference: str = "relaxed"          # relaxed | static (the Vegard cell, atoms on their ideal sites, no relaxation)
 
     def __post_init__(self):
+        if self.reference not in conf_stage.REFERENCES:
+            raise InputError(f"simulate.configurations.reference={self.reference!r}: expected one of "
+                             f"{list(conf_stage.REFERENCES)}")
+        if self.reference == "static" and float(self.rattle_A) > 0:
+            raise InputError(f"simulate.configurations.reference=static keeps the atoms on their ideal sites: "
+                             f"rattle_A={self.rattle_A} expected 0")
         if self.relaxer not in conf_stage.RELAXERS:
             raise InputError(f"simulate.configurations.relaxer={self.relaxer!r}: expected one of "
                              f"{list(conf_stage.RELAXERS)}")
@@ -76,8 +83,12 @@ class NMDSettings:
 class GapSettings:
     discard_fs: float | str = 200.0     # or "auto"
     flag_std_eV: float | None = None
+    snapshots: int | None = None        # None: one snapshot every τ_int; N: N evenly spaced per run
 
     def __post_init__(self):
+        if self.snapshots is not None and (isinstance(self.snapshots, bool) or not isinstance(self.snapshots, int)
+                                           or self.snapshots < 1):
+            raise InputError(f"simulate.gaps.snapshots={self.snapshots!r}: expected an integer >= 1 or null")
         if not self.auto and not isinstance(self.discard_fs, (int, float)):
             raise InputError(f"simulate.gaps.discard_fs={self.discard_fs!r}: expected a time in fs or 'auto'")
 
@@ -129,7 +140,7 @@ def configurations(run: SimulationRun, settings: PipelineSettings) -> pd.DataFra
         run.system, run.compositions, calculator, run.folder("configurations"), fmax_eV_A=c.fmax_eV_A,
         max_steps=c.max_steps, optimizer=c.optimizer, max_enumerate=c.max_enumerate,
         random_arrangements=c.random_arrangements, seed=run.seed, volume_warning_percent=c.volume_warning_percent,
-        relaxer=c.relaxer, batch_size=c.batch_size, rattle_A=c.rattle_A)
+        relaxer=c.relaxer, batch_size=c.batch_size, rattle_A=c.rattle_A, reference=c.reference)
     run.forget("table", "relaxed")
     log.info("relaxed %d configurations:\n%s", len(table),
              table[["config_id", "x", "multiplicity", "rank", "above_lowest_meV_per_atom"]].to_string(index=False))
@@ -211,13 +222,15 @@ def gaps(run: SimulationRun, settings: PipelineSettings) -> pd.DataFrame:
     out = run.folder("gaps")
     out.mkdir(parents=True, exist_ok=True)
     flag = run.flag_threshold_eV(g.flag_std_eV)
-    static, per_config, summary, series = _gap_tables(model, table, relaxed, runs, flag, g.auto)
+    static, per_config, summary, series = _gap_tables(model, table, relaxed, runs, flag, g.auto, g.snapshots,
+                                                      run.system)
     if run.gnn_checkpoint_beside:
         beside = run.gap_model("gnn_checkpoint_beside")
         if beside.fidelity != model.fidelity:
-            _, other_config, other, _ = _gap_tables(beside, table, relaxed, runs, float("nan"), g.auto)
+            _, other_config, other, _ = _gap_tables(beside, table, relaxed, runs, float("nan"), g.auto, g.snapshots,
+                                                    run.system)
             keys = ["x", "temperature_K"]
-            columns = ["lowest_gap_0_eV", "lowest_gap_T_eV", "lowest_gap_T_total_err_eV", "lowest_delta_gap_percent",
+            columns = ["lowest_gap_0_eV", "lowest_gap_0_static_eV", "lowest_gap_T_eV", "lowest_gap_T_total_err_eV", "lowest_delta_gap_percent",
                        "boltzmann_gap_T_eV", "boltzmann_delta_gap_percent"]
             summary = summary.merge(other[keys + columns].rename(columns={c: f"{c}_{beside.fidelity}" for c in columns}),
                                     on=keys, how="left")
@@ -229,7 +242,9 @@ def gaps(run: SimulationRun, settings: PipelineSettings) -> pd.DataFrame:
     per_config.to_csv(out / "gaps_per_config.csv", index=False)
     summary.to_csv(out / "gaps_summary.csv", index=False)
     series.to_csv(out / "gap_series.csv", index=False)
-    title = f"gap model: {model.fidelity.upper()}, {model.members} member(s); errors: MD sampling and ensemble"
+    reference = str(summary["reference"].iloc[0]) if len(summary) else "relaxed"
+    title = (f"gap model: {model.fidelity.upper()}, {model.members} member(s); 0 K reference: {reference}; "
+             "errors: MD sampling and ensemble")
     x_label = run.system.x_label
     gap_stage.plot_gaps(summary, out / "eg_x_T.png", title=title, x_label=x_label)
     gap_stage.plot_map(summary, out / "eg_map.png", x_label=x_label, title=title)
@@ -241,10 +256,20 @@ def gaps(run: SimulationRun, settings: PipelineSettings) -> pd.DataFrame:
 
 
 def _gap_tables(model, table: pd.DataFrame, relaxed: dict, runs: list, flag_std_eV: float,
-                auto_equilibration: bool = False):
+                auto_equilibration: bool = False, n_snapshots: int | None = None, system: SolidSolution | None = None):
     eg0 = gap_stage.static_gaps(model, {cid: relaxed[cid] for cid in table["config_id"]})
-    thermal, series = gap_stage.thermal_gaps(model, runs, auto_equilibration)
+    thermal, series = gap_stage.thermal_gaps(model, runs, auto_equilibration, n_snapshots)
     per_config, summary = gap_stage.summarise(table, eg0, thermal)
+    # the 0 K reference by name, and Eg(0) of the static structure (Vegard cell, ideal sites) beside the relaxed one
+    reference = table.set_index("config_id")["reference"] if "reference" in table else None
+    static_structures = {cid: system.unrelaxed(relaxed[cid]) for cid in table["config_id"]} if system else {}
+    eg0_static = gap_stage.static_gaps(model, static_structures) if static_structures else {}
+    for frame, config in ((per_config, "config_id"), (summary, "lowest_config")):
+        if not len(frame):
+            continue
+        frame["reference"] = frame[config].map(reference) if reference is not None else "relaxed"
+        frame["gap_0_static_eV" if config == "config_id" else "lowest_gap_0_static_eV"] = frame[config].map(
+            lambda c: float(eg0_static[c].mean()) if c in eg0_static else float("nan"))
     static = table[["config_id", "x", "multiplicity", "energy_eV", "rank"]].assign(
         gap_0_eV=table["config_id"].map(lambda c: float(eg0[c].mean())),
         gap_0_model_err_eV=table["config_id"].map(lambda c: gap_stage.spread(eg0[c])))
@@ -257,7 +282,7 @@ def _gap_tables(model, table: pd.DataFrame, relaxed: dict, runs: list, flag_std_
 
 
 def _log_gap_summary(summary, model, flag_std_eV: float, static, per_config, discard_fs) -> None:
-    shown = ["x", "temperature_K", "lowest_gap_0_eV", "lowest_gap_T_eV", "lowest_gap_T_total_err_eV",
+    shown = ["x", "temperature_K", "reference", "lowest_gap_0_eV", "lowest_gap_0_static_eV", "lowest_gap_T_eV", "lowest_gap_T_total_err_eV",
              "lowest_delta_gap_percent", "lowest_delta_gap_percent_err", "lowest_error_from"]
     shown += [c for c in summary.columns
               if c.startswith("lowest_gap_T_eV_") or (c.startswith("lowest_delta_gap_percent_") and not c.endswith("_err"))]

@@ -5,16 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from capml.cli import save_resolved_config
+from capml.cli import run_record
 from capml.errors import InputError
 from capml.io.contract import check_structure, read_dataset, write_dataset
 from capml.io.extxyz import read_structures
-from capml.labels.base import Labeller
-from capml.labels.run import parse_shard, run_labels
+from capml.labels.run import make_labeller, parse_shard, run_labels
 from capml.simulate import md_check as md_check_stage
 from capml.simulate import pipeline as simulate_pipeline
 from capml.simulate.run import SimulationRun
@@ -23,13 +20,6 @@ from capml.structures.parents import end_member_phonons
 from capml.structures.sampler import sample_structures
 
 log = logging.getLogger("capml.simulate")
-
-
-def make_labeller(cfg: DictConfig) -> Labeller:
-    try:
-        return instantiate(cfg.labels.labeller)
-    except InstantiationException as err:
-        raise InputError(f"labels.labeller: {' '.join(str(err).split())}") from err
 
 
 def parents(cfg: DictConfig) -> dict:
@@ -199,8 +189,8 @@ def run_stage(cfg: DictConfig):
     if cfg.stage not in STAGES:
         raise InputError(f"stage='{cfg.stage}': expected one of {sorted(STAGES)}")
     _multirun_workdir(cfg)
-    save_resolved_config(cfg, cfg.workdir, cfg.stage)
-    result = STAGES[cfg.stage](cfg)
+    with run_record(cfg, cfg.workdir, cfg.stage):  # <stage>.config.yaml once the stage ends, unless refused
+        result = STAGES[cfg.stage](cfg)
     print(f"capml {cfg.stage}: results in {Path(cfg.workdir).resolve()}")
     return result
 

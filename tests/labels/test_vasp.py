@@ -11,7 +11,7 @@ import pytest
 
 from capml.errors import InputError
 from capml.io.contract import validate_frames
-from capml.labels.vasp import functional_name, read_vasp, read_vasp_run
+from capml.labels.vasp import functional_name, outcar_eigenvalues, read_vasp, read_vasp_run
 
 KBAR_PER_EV_A3 = 1602.1766208
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vasp"
@@ -79,6 +79,51 @@ def test_hybrid_band_structure_outcar_with_zero_weight_kpoints():
     with pytest.warns(UserWarning, match="no REF_ labels"):
         atoms = read_vasp(FIXTURES / "hse_bands" / "OUTCAR")
     assert atoms.info["gap_hse06"] == pytest.approx(alt["gap_eV"], abs=1e-4)
+
+
+@pytest.mark.parametrize("case,fidelity", [("band_mgo", "pbesol"), ("r2scan_v6", "r2scan"), ("gamma_v6", "pbe")])
+def test_outcar_eigenvalues_of_every_kpoint(case, fidelity):
+    """OUTCARs of VASP 5.4.4 (an ISTART=1 band run: 20 weighted and 261 zero-weight k-points, ISPIN=1), 6.4.1
+    (r2SCAN, ISPIN=2, "Fermi energy" repeated before each spin) and 6.2.1 (Gamma-only, ISPIN=1): every k-point's
+    table is read, and the gap is the one the run's own vasprun.xml or the printed table gives (expected.json)."""
+    expected = EXPECTED[case]
+    run = read_vasp_run(FIXTURES / case / "OUTCAR")
+    assert run.fidelity == fidelity and run.gap_error is None
+    eigenvalues, occupations, weights = outcar_eigenvalues(FIXTURES / case / "OUTCAR")
+    assert eigenvalues.shape == occupations.shape == (expected["ispin"], expected["nkpts"], expected["nbands"])
+    assert int((weights == 0).sum()) == expected["n_zero_weight"]
+    assert run.gap.gap_eV == pytest.approx(expected["gap_eV"], abs=1e-4)
+    assert (run.gap.vbm_eV, run.gap.cbm_eV) == pytest.approx((expected["vbm_eV"], expected["cbm_eV"]), abs=1e-4)
+    assert run.gap.direct == expected["direct"]
+
+
+@pytest.mark.parametrize("case", ["hse_bands", "r2scan_v6", "band_mgo"])
+def test_outcar_eigenvalues_agree_with_ase_where_ase_reads_them(case):
+    """ASE's OUTCAR reader lists the eigenvalues of ISPIN=2 runs only (it looks for a "spin component 1" header,
+    which an ISPIN=1 OUTCAR does not print); where it reads them, the two readers agree number for number."""
+    import ase.io
+
+    eigenvalues, occupations, weights = outcar_eigenvalues(FIXTURES / case / "OUTCAR")
+    kpts = ase.io.read(FIXTURES / case / "OUTCAR", index=-1, format="vasp-out").calc.kpts or []
+    if eigenvalues.shape[0] == 1:
+        assert kpts == []
+        return
+    assert np.array_equal([[k.eps_n for k in kpts if k.s == s] for s in (0, 1)], eigenvalues)
+    assert np.array_equal([[k.f_n for k in kpts if k.s == s] for s in (0, 1)], occupations)
+    assert np.array_equal([k.weight for k in kpts if k.s == 0], weights)
+
+
+def test_outcar_cut_inside_the_eigenvalue_listing_has_none(tmp_path):
+    text = (FIXTURES / "r2scan_v6" / "OUTCAR").read_text()
+    cut = text.index(" spin component 2")
+    (tmp_path / "OUTCAR").write_text(text[:cut])
+    assert outcar_eigenvalues(tmp_path / "OUTCAR") is None  # spin 2 missing
+    text = (FIXTURES / "band_mgo" / "OUTCAR").read_text()
+    last = text.index(" k-point   281 :", text.rindex("E-fermi"))
+    (tmp_path / "OUTCAR").write_text(text[:text.index("     18      ", last)])
+    assert outcar_eigenvalues(tmp_path / "OUTCAR") is None  # the last k-point lacks its last band
+    (tmp_path / "OUTCAR").write_text(text[:last])
+    assert outcar_eigenvalues(tmp_path / "OUTCAR") is None  # the last k-point is missing
 
 
 def test_truncated_file_is_named_and_keeps_complete_steps():

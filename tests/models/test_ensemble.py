@@ -14,7 +14,7 @@ import torch
 from capml.errors import InputError
 from capml.io.contract import read_dataset
 from capml.models.predict import GapPredictor
-from capml.models.train import run
+from capml.models.workflow import run
 from tests.conftest import gnn_config
 
 

@@ -53,5 +53,5 @@ def test_a_structure_without_periodicity_is_refused(trained_run):
     crystal = bulk("Cu", cubic=True)
     molecule = crystal.copy()
     molecule.pbc = False
-    with pytest.raises(InputError, match=r"structure 1 has pbc=\[False, False, False\].*periodic crystal"):
+    with pytest.raises(InputError, match=r"structure 1: pbc=\[False, False, False\], expected a periodic crystal"):
         model.predict([crystal, molecule])

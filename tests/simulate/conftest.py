@@ -3,6 +3,8 @@ plumbing through the MLIP code paths, and a harmonic force-constant model for ex
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -30,9 +32,13 @@ def small_mace(elements=("Ag", "S", "Br", "I"), r_max=5.0, seed=0):
 
 @pytest.fixture(scope="session")
 def mace_model_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("mlip") / "small.model"
-    torch.save(small_mace(), path)
-    return path
+    from tests.conftest import built_once
+
+    def build(folder):
+        torch.save(small_mace(), folder / "small.model")
+        return {"path": str(folder / "small.model")}
+
+    return Path(built_once(tmp_path_factory, "small_mace", build)["path"])
 
 
 class HarmonicModel(ModelInterface):
@@ -81,11 +87,15 @@ def tiny_pipeline_overrides(mlip: str, gnn: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory, mace_model_path, trained_run):
-    """The whole pipeline on the small MACE and the test GNN: x = 0, 1/8, 1 at 300 and 600 K."""
+    """The whole pipeline on the small MACE and the test GNN: x = 0, 1/8, 1 at 300 and 600 K (once per test run;
+    tests that write into a run copy it first)."""
     from capml.simulate.stages import run_stage
+    from tests.conftest import built_once
 
-    workdir = tmp_path_factory.mktemp("pipeline") / "run"
-    cfg = simulate_config(workdir, "stage=pipeline",
-                          *tiny_pipeline_overrides(mace_model_path, trained_run["out"] / "checkpoints" / "best.ckpt"))
-    run_stage(cfg)
-    return workdir
+    def build(folder):
+        workdir = folder / "run"
+        run_stage(simulate_config(workdir, "stage=pipeline", *tiny_pipeline_overrides(
+            mace_model_path, trained_run["out"] / "checkpoints" / "best.ckpt")))
+        return {"workdir": str(workdir)}
+
+    return Path(built_once(tmp_path_factory, "pipeline_run", build)["workdir"])

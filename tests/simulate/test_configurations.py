@@ -170,3 +170,28 @@ def test_a_rattled_start_leaves_the_cubic_saddle_point_of_an_unstable_end_member
     assert 0 < shift_A.max() <= 0.05
     with pytest.raises(InputError, match="rattle_A=-0.1"):
         relax_configurations(system, [24], calc, tmp_path / "bad", rattle_A=-0.1, **kwargs)
+
+
+def test_static_reference_keeps_the_ideal_sites_of_the_vegard_cell_and_is_not_mixed_with_relaxed(mace_model_path,
+                                                                                                  tmp_path):
+    """reference=static: the decorated Vegard cell itself (the paper's undistorted Eg(0) structure), with the model's
+    energy there; an end member's forces vanish by symmetry (an independent check that nothing moved)."""
+    system = load_system("ag3sbri")
+    calc = ase_calculator(mace_model_path)
+    table = relax_configurations(system, [0, 4], calc, tmp_path, fmax_eV_A=0.01, max_steps=50, reference="static")
+    frames = {a.info["config_id"]: a for a in read(tmp_path / RELAXED, ":")}
+    assert set(table["reference"]) == {"static"} and set(table["steps"]) == {0}
+    for cid, atoms in frames.items():
+        ideal = system.unrelaxed(atoms)
+        np.testing.assert_allclose(atoms.positions, ideal.positions, atol=1e-12)
+        np.testing.assert_allclose(atoms.cell[:], ideal.cell[:], atol=1e-12)
+        assert atoms.info["reference"] == "static"
+        check = atoms.copy()
+        check.calc = calc
+        assert atoms.info["energy_eV"] == pytest.approx(check.get_potential_energy(), abs=1e-8)
+    end_member = table[table["n_occupied"] == 0].iloc[0]
+    assert end_member["max_force_eV_A"] < 1e-6 and bool(end_member["converged"])
+    with pytest.raises(InputError, match="reference=static, expected relaxed"):
+        relax_configurations(system, [0, 4], calc, tmp_path, max_steps=1)
+    with pytest.raises(InputError, match="rattle_A=0.05"):
+        relax_configurations(system, [0], calc, tmp_path / "r", reference="static", rattle_A=0.05)

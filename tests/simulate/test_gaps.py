@@ -11,6 +11,7 @@ import pytest
 from ase import Atoms
 from ase.units import kB
 
+from capml.errors import InputError
 from capml.simulate.gaps import (boltzmann_weights, decorrelated_average, integrated_autocorrelation_time,
                                  summarise, thermal_gaps)
 
@@ -247,3 +248,18 @@ def test_boltzmann_coverage_is_the_weight_of_the_simulated_configurations():
         w = np.array([2, 4, 8]) * np.exp(-e / (kB * temperature))
         assert got == pytest.approx(w[:2].sum() / w.sum())
     assert table["weight_with_md"].iloc[1] == pytest.approx(6 / 14, rel=1e-4)  # high T: multiplicities alone
+
+
+def test_a_fixed_snapshot_count_takes_evenly_spaced_frames_and_counts_only_independent_ones():
+    series = np.arange(101, dtype=float)  # a ramp: the mean of 10 evenly spaced frames is known exactly
+    avg = decorrelated_average(series, n_snapshots=11)
+    np.testing.assert_array_equal(avg.indices, np.arange(0, 101, 10))
+    assert avg.mean == pytest.approx(50.0) and avg.n_snapshots == 11
+    # white noise: 10 snapshots of 4000 frames are independent, the error is that of 10 samples
+    rng_means = [decorrelated_average(np.random.default_rng(s).normal(size=4000), n_snapshots=10) for s in range(200)]
+    assert np.mean([a.stderr for a in rng_means]) == pytest.approx(1 / np.sqrt(10), rel=0.15)
+    # strongly correlated: 50 snapshots of an AR(1) run with τ_int = 39 frames over 400 frames are ~10 independent
+    corr = [decorrelated_average(ar1(0.95, 400, s), n_snapshots=50) for s in range(60)]
+    assert np.mean([a.stderr for a in corr]) == pytest.approx(np.std([a.mean for a in corr]), rel=0.35)
+    with pytest.raises(InputError, match="snapshots=0"):
+        decorrelated_average(series, n_snapshots=0)

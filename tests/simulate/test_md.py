@@ -175,6 +175,29 @@ def test_torn_frame_and_changed_settings_on_resume(mace_model_path, tmp_path):
                MDSettings(n_steps=20, save_every_steps=5, seed=1), progress=False)
 
 
+@pytest.mark.parametrize("cut", ["mid_line", "whole_lines"])
+def test_a_torn_checkpoint_frame_is_written_again_on_resume(mace_model_path, tmp_path, cut):
+    """The frame of the checkpoint's own step torn after the checkpoint was written (mid-line: its last number cut
+    short, or whole lines gone): the resume cuts it and writes it again from the checkpoint, so the trajectory has
+    every frame and equals an uninterrupted one, instead of missing that step."""
+    model = batched_model(mace_model_path, "float64")
+    full = MDSettings(n_steps=15, save_every_steps=5, seed=1)
+    run_md(_systems(), model, tmp_path / "straight", full, progress=False)
+    torn = tmp_path / "torn"
+    run_md(_systems(), model, torn, MDSettings(n_steps=10, save_every_steps=5, seed=1), progress=False)
+    path = torn / "br_300.extxyz"
+    text = path.read_text()
+    path.write_text(text[:-7] if cut == "mid_line" else "".join(text.splitlines(keepends=True)[:-2]))
+    assert [f.info["step"] for f in read_trajectory(path)] == [0, 5]
+    run_md(_systems(), model, torn, full, progress=False)
+    for name in ("br_300", "i_600"):
+        a, b = read(tmp_path / "straight" / f"{name}.extxyz", ":"), read(torn / f"{name}.extxyz", ":")
+        assert [f.info["step"] for f in b] == [f.info["step"] for f in a] == [0, 5, 10, 15]
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x.positions, y.positions)
+            np.testing.assert_array_equal(x.get_velocities(), y.get_velocities())
+
+
 @pytest.mark.slow
 def test_md_killed_with_sigkill_resumes_bit_for_bit(mace_model_path, tmp_path):
     """A real kill -9 of a process running MD, then the same run again: the trajectories equal an uninterrupted

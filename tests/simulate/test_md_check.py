@@ -14,24 +14,29 @@ from capml.simulate.stages import run_stage
 from .conftest import simulate_config, tiny_pipeline_overrides
 
 
-def test_md_check_against_the_same_potential_is_exact_and_resumes(pipeline_run, mace_model_path, trained_run):
+def test_md_check_against_the_same_potential_is_exact_and_resumes(pipeline_run, mace_model_path, trained_run,
+                                                                   tmp_path):
+    import shutil
+
+    run = tmp_path / "run"  # a copy: the shared pipeline run is read by other tests at the same time
+    shutil.copytree(pipeline_run, run, ignore=shutil.ignore_patterns("md_check"))
     # the reference is the MLIP itself through the label stage's ASE path: every error must vanish, and the
     # MLIP energies must equal those torch-sim recorded during the MD (float32) for the same frames
     overrides = [*tiny_pipeline_overrides(mace_model_path, trained_run["out"] / "checkpoints" / "best.ckpt"),
                  "labels=ase", "labels.labeller.calculator._target_=capml.mlip.calculator.mace_calculator",
                  f"+labels.labeller.calculator.model_path={mace_model_path}", "labels.labeller.fidelity=mace"]
-    table = run_stage(simulate_config(pipeline_run, "stage=md_check", *overrides))
-    out = pipeline_run / "md_check"
+    table = run_stage(simulate_config(run, "stage=md_check", *overrides))
+    out = run / "md_check"
     assert (out / "md_check.csv").exists() and (out / "md_check.png").exists()
     assert len(table) == 6 * 2 and set(table["time_fs"]) == {40.0, 80.0}  # 21 frames every 4 fs: frames 10, 20
     assert np.allclose(table["energy_error_meV_per_atom"], 0.0, atol=1e-6)
     assert np.allclose(table["force_mae_eV_A"], 0.0, atol=1e-7)  # extxyz keeps 8 decimals and table["gap_ref_eV"].isna().all()
     for _, row in table.iterrows():
-        frames = read_trajectory(trajectory_path(pipeline_run / "md", row["system"]))
+        frames = read_trajectory(trajectory_path(run / "md", row["system"]))
         (frame,) = [f for f in frames if f.info["time_fs"] == row["time_fs"]]
         assert row["energy_mlip_eV_per_atom"] * len(frame) == pytest.approx(frame.info["energy_eV"], abs=2e-3)
     before = (out / "dataset.extxyz").stat().st_mtime_ns
-    again = run_stage(simulate_config(pipeline_run, "stage=md_check", *overrides))
+    again = run_stage(simulate_config(run, "stage=md_check", *overrides))
     assert (out / "dataset.extxyz").stat().st_mtime_ns == before  # nothing relabelled
     pd.testing.assert_frame_equal(again, table)
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,7 +17,7 @@ from capml.simulate.stages import STAGES, run_stage
 from .conftest import simulate_config, tiny_pipeline_overrides
 
 
-def test_pipeline_writes_every_stage(pipeline_run):
+def test_pipeline_writes_every_stage(pipeline_run, trained_run):
     w = pipeline_run
     table = pd.read_csv(w / "configurations" / "energies.csv")
     assert sorted(table["n_occupied"].unique()) == [0, 1, 8]
@@ -32,6 +33,19 @@ def test_pipeline_writes_every_stage(pipeline_run):
     summary = pd.read_csv(w / "gaps" / "gaps_summary.csv")
     assert len(summary) == 3 * 2
     assert summary[["lowest_gap_T_eV", "boltzmann_gap_T_eV", "lowest_delta_gap_percent"]].notna().all().all()
+    # the 0 K reference by name, and Eg(0) of the static (Vegard, ideal-site) cell beside the relaxed one
+    assert set(summary["reference"]) == {"relaxed"}
+    from ase.io import read
+
+    from capml.models.predict import GapPredictor
+    from capml.structures.system import load_system
+
+    relaxed = {a.info["config_id"]: a for a in read(w / "configurations" / "relaxed.extxyz", ":")}
+    system = load_system("ag3sbri")
+    static_cells = [system.unrelaxed(relaxed[c]) for c in summary["lowest_config"]]
+    assert all(abs(s.get_volume() - relaxed[c].get_volume()) > 1e-6 for s, c in zip(static_cells, summary["lowest_config"]))
+    expected = GapPredictor.from_checkpoint(trained_run["out"] / "checkpoints" / "best.ckpt").predict(static_cells)
+    np.testing.assert_allclose(summary["lowest_gap_0_static_eV"], expected, atol=1e-5)
     assert (w / "gaps" / "eg_x_T.png").exists() and (w / "gaps" / "eg_map.png").exists()
     coverage = pd.read_csv(w / "gaps" / "boltzmann_coverage.csv")
     assert len(coverage) == 3 * 2 and (coverage["weight_with_md"] == 1.0).all()  # one decoration each, all run
@@ -190,3 +204,31 @@ def test_eg_map_experiment_covers_every_composition_and_temperature(tmp_path):
     assert cfg.simulate.configurations.rattle_A == 0.05 and run.gap_dtype == "float32"
     assert cfg.simulate.md.timestep_fs * cfg.simulate.md.n_steps == 500.0  # fs per replica
     assert cfg.simulate.md.timestep_fs * cfg.simulate.md.save_every_steps == 10.0  # fs between frames
+
+
+def test_paper_experiment_runs_tiny_from_the_static_vegard_cells(tmp_path, mace_model_path, trained_run):
+    """experiment=paper, shrunk: the static (ideal-site, Vegard-cell) reference for every composition, NVT at that
+    cell, and a fixed count of evenly spaced snapshots from the end of each run."""
+    from ase.io import read
+
+    from capml.structures.system import load_system
+
+    gnn = trained_run["out"] / "checkpoints" / "best.ckpt"
+    overrides = ["experiment=paper", *tiny_pipeline_overrides(mace_model_path, gnn), "simulate.x=[0,1]",
+                 "simulate.temperature=[300]", "simulate.md.replicas=1", "simulate.md.n_steps=60",
+                 "simulate.md.save_every_steps=2", "simulate.gaps.discard_fs=20", "simulate.nmd.discard_fs=20",
+                 "simulate.gaps.snapshots=5"]
+    cfg = simulate_config(tmp_path, *overrides)
+    assert cfg.simulate.configurations.reference == "static" and cfg.simulate.md.friction_per_ps == 5.0
+    run_stage(cfg)
+    system = load_system("ag3sbri")
+    summary = pd.read_csv(tmp_path / "gaps" / "gaps_summary.csv")
+    assert set(summary["reference"]) == {"static"}
+    np.testing.assert_allclose(summary["lowest_gap_0_eV"], summary["lowest_gap_0_static_eV"], atol=1e-6)
+    per_config = pd.read_csv(tmp_path / "gaps" / "gaps_per_config.csv")
+    assert (per_config["n_snapshots"] == 5).all()
+    for cid, species in (("k0of8_d0", "I"), ("k8of8_d0", "Br")):
+        frames = read(tmp_path / "md" / f"{cid}_T300.extxyz", ":")
+        ideal = system.end_member(species)
+        np.testing.assert_allclose(frames[-1].cell[:], ideal.cell[:], atol=1e-6)  # NVT at the Vegard cell
+        assert frames[-1].get_volume() == pytest.approx((2 * system.lattice_constants[species]) ** 3, rel=1e-9)

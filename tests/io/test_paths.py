@@ -1,0 +1,68 @@
+"""Records that travel: a record names a file of the capml checkout relative to it (``capml_root:<path>``), so the
+records committed with the models and data name the same files in any clone; files elsewhere keep absolute paths."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from capml.cli import ROOT
+from capml.io.paths import portable_path, resolve_path
+
+ABSOLUTE = re.compile(r"^(/|~|[A-Za-z]:[\\/]|\\\\)")  # POSIX, home, Windows drive or UNC
+RECORDS = sorted(p for folder in ("models", "data") for p in (ROOT / folder).rglob("*.json"))
+
+
+def strings(value):
+    """Every string of a JSON document, keys included."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_a_path_in_the_checkout_is_named_relative_to_it(tmp_path, monkeypatch):
+    dataset = ROOT / "data" / "ag3sbri" / "relaxed.extxyz"
+    assert portable_path(dataset) == "capml_root:data/ag3sbri/relaxed.extxyz"
+    assert resolve_path(portable_path(dataset)) == dataset
+    monkeypatch.chdir(ROOT / "data")
+    assert portable_path("ag3sbri/relaxed.extxyz") == "capml_root:data/ag3sbri/relaxed.extxyz"  # from the cwd
+    assert portable_path("capml_root:models/x.model") == "capml_root:models/x.model"
+    outside = tmp_path / "mine.extxyz"
+    assert portable_path(outside) == str(outside) and resolve_path(str(outside)) == outside
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_committed_record_holds_an_absolute_path(record):
+    found = list(strings(json.loads(record.read_text())))
+    assert [s for s in found if ABSOLUTE.match(s)] == []
+    # what a record names inside the checkout's data and models is there (runs/ is not committed)
+    named = [resolve_path(s) for s in found if s.startswith("capml_root:") and not s.startswith("capml_root:runs/")]
+    assert [str(p) for p in named if not p.exists()] == []
+
+
+def test_records_of_the_bundled_models_name_their_data():
+    card = json.loads((ROOT / "models" / "gnn_gap_hse06" / "ensemble.json").read_text())
+    assert resolve_path(card["data"]) == ROOT / "data" / "ag3sbri" / "dataset.extxyz"
+    assert all(resolve_path(p).is_file() for p in card["extra_train"]) and len(card["extra_train"]) == 8
+
+
+def test_splits_record_names_the_checkout_relative_to_it(tmp_path):
+    from capml.mlip.data import plan_splits
+
+    data = ROOT / "data" / "ag3sbri"
+    plan = plan_splits(data / "dataset.extxyz", max_frames=60, extra_train=[data / "md_check_round0.extxyz"])
+    plan.write(tmp_path)
+    record = json.loads((tmp_path / "splits.json").read_text())
+    assert record["dataset"] == "capml_root:data/ag3sbri/dataset.extxyz"
+    assert list(record["extra_train"]) == ["capml_root:data/ag3sbri/md_check_round0.extxyz"]
+    assert record["train"] == str(tmp_path / "train.extxyz")  # outside the checkout: absolute
+    assert resolve_path(record["dataset"]).is_file()
