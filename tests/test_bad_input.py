@@ -10,10 +10,7 @@ of other settings mixed in, resume of changed inputs, options out of range."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +22,7 @@ from ase import Atoms
 from ase.build import bulk
 
 from capml.io.contract import DatasetSettings, read_settings, write_dataset
+from tests.cli_runner import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "data" / "ag3sbri"
@@ -339,8 +337,7 @@ def _run(case: Case, base: Path) -> None:
         args.append(f"workdir={out}/w")
     else:
         args.append(f"hydra.run.dir={out}/t")
-    done = subprocess.run([sys.executable, case.script, *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}, timeout=600)
+    done = run_cli(case.script, *args)  # a fresh process, forked from one that has imported torch and capml
     after = sorted(p.relative_to(inputs) for p in inputs.rglob("*"))
     left = sorted(str(p.relative_to(out)) for p in out.rglob("*")) if out.exists() else []
     case.result = {"code": done.returncode, "lines": [ln for ln in done.stderr.splitlines() if ln.strip()],

@@ -1,13 +1,12 @@
 """Bad input through the entry point: one line naming file/field and what was expected, non-zero exit,
 and no partial output file."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.cli_runner import run_cli
 from ase.build import bulk
 
 from capml.io.contract import write_dataset
@@ -16,8 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def simulate(*args):
-    run = subprocess.run([sys.executable, "simulate.py", *args], cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1", "CAPML_TEST_SEED": "3"})
+    run = run_cli("simulate.py", *args, env={"CAPML_TEST_SEED": "3"})  # a fresh process, forked after the imports
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     return run.returncode, lines
 

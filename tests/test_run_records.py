@@ -13,14 +13,14 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from tests.cli_runner import run_cli
 
 from capml.cli import PENDING
 
@@ -85,9 +85,8 @@ def _case(stage: str, base: Path) -> dict:
     writer = threading.Thread(target=other_run)
     writer.start()
     try:
-        done = subprocess.run([sys.executable, "simulate.py", f"stage={stage}", f"workdir={work}",
-                               *[o.replace("{tmp}", str(tmp)) for o in overrides]], cwd=ROOT, capture_output=True,
-                              text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        done = run_cli("simulate.py", f"stage={stage}", f"workdir={work}",
+                       *[o.replace("{tmp}", str(tmp)) for o in overrides])
     finally:
         stop.set()
         writer.join()

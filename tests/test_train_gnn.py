@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.cli_runner import run_cli
 import torch
 import yaml
 
@@ -25,9 +27,7 @@ TINY = ["data.target=gap_gfn2", "data.split_fractions=[0.6,0.2,0.2]", "data.batc
 
 
 def train_cli(*args, cwd=ROOT):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return run_cli("train.py", *args, cwd=cwd, env={"WANDB_SILENT": "true"}, timeout=300)
 
 
 def test_command_line_run_writes_metrics_plots_checkpoint_and_offline_wandb(gap_dataset, tmp_path):

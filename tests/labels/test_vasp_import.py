@@ -2,13 +2,12 @@
 dataset it writes, what it skips and why, the settings check, resume, and that both trainers take the result."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli_runner import run_cli
 
 from capml.io.contract import read_dataset, read_settings
 
@@ -18,8 +17,7 @@ EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 
 
 def run(script, *args):
-    done = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"})
+    done = run_cli(script, *args)  # a fresh process, forked after the imports
     return done.returncode, done.stdout, [line for line in done.stderr.splitlines() if line.strip()]
 
 

@@ -80,7 +80,8 @@ def simulate_config(workdir, *overrides: str):
 def tiny_pipeline_overrides(mlip: str, gnn: str) -> list[str]:
     return [f"simulate.mlip_model={mlip}", f"simulate.gnn_checkpoint={gnn}", "simulate.gnn_checkpoint_beside=null",
             "simulate.x=[0,0.125,1]",
-            "simulate.temperature=[300,600]", "simulate.configurations.max_steps=3",
+            "simulate.temperature=[300,600]", "simulate.configurations.reference=relaxed",
+            "simulate.configurations.max_steps=3", "simulate.md.replicas=1", "simulate.md.timestep_fs=1.0",
             "simulate.md.n_steps=80", "simulate.md.save_every_steps=4", "simulate.md.dtype=float64",
             "simulate.nmd.discard_fs=0", "simulate.nmd.segments=1", "simulate.gaps.discard_fs=0"]
 

@@ -49,6 +49,7 @@ def test_one_tiny_round_labels_the_most_uncertain_snapshots_and_retrains(tmp_pat
     overrides = ["stage=active_learning", "labels=tblite", "labels.labeller.max_iterations=250",
                  "system.supercell=[2,2,1]",
                  f"simulate.mlip_model={mace_model_path}", "simulate.configurations.max_steps=3",
+                 "simulate.configurations.reference=relaxed", "simulate.md.replicas=1", "simulate.md.timestep_fs=1.0",
                  "simulate.md.dtype=float64", "simulate.md.save_every_steps=5",
                  "simulate.active_learning.x=[0,1]", "simulate.active_learning.temperature=[300]",
                  "simulate.active_learning.md_steps=40", "simulate.active_learning.discard_fs=10",

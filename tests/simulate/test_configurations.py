@@ -133,6 +133,7 @@ def test_configurations_stage_runs_the_batched_relaxer_from_the_config(mace_mode
     from .conftest import simulate_config
 
     overrides = [f"simulate.mlip_model={mace_model_path}", "simulate.x=[0,1]", "simulate.configurations.max_steps=2",
+                 "simulate.configurations.reference=relaxed",
                  "simulate.configurations.relaxer=batched", "simulate.configurations.batch_size=1"]
     run_stage(simulate_config(tmp_path, "stage=configurations", *overrides))
     frames = read(tmp_path / "configurations" / RELAXED, ":")

@@ -200,8 +200,8 @@ def test_eg_map_experiment_covers_every_composition_and_temperature(tmp_path):
     assert cfg.stage == "pipeline" and run.compositions == list(range(9))  # all k/8 of the 2x2x2 cell
     assert run.temperatures_K == [100.0, 200.0, 300.0, 400.0, 500.0, 600.0]
     assert cfg.simulate.md.replicas == 2 and cfg.simulate.gaps.discard_fs == "auto"
-    # the distorted minima as 0 K reference, 2 fs steps (bench/bench_timestep.py), float32 descriptors
-    assert cfg.simulate.configurations.rattle_A == 0.05 and run.gap_dtype == "float32"
+    # the static Vegard cells as 0 K reference (the default protocol), 2 fs steps (bench/bench_timestep.py), float32
+    assert cfg.simulate.configurations.reference == "static" and run.gap_dtype == "float32"
     assert cfg.simulate.md.timestep_fs * cfg.simulate.md.n_steps == 500.0  # fs per replica
     assert cfg.simulate.md.timestep_fs * cfg.simulate.md.save_every_steps == 10.0  # fs between frames
 
@@ -217,7 +217,7 @@ def test_paper_experiment_runs_tiny_from_the_static_vegard_cells(tmp_path, mace_
     overrides = ["experiment=paper", *tiny_pipeline_overrides(mace_model_path, gnn), "simulate.x=[0,1]",
                  "simulate.temperature=[300]", "simulate.md.replicas=1", "simulate.md.n_steps=60",
                  "simulate.md.save_every_steps=2", "simulate.gaps.discard_fs=20", "simulate.nmd.discard_fs=20",
-                 "simulate.gaps.snapshots=5"]
+                 "simulate.gaps.snapshots=5", "simulate.configurations.reference=static"]
     cfg = simulate_config(tmp_path, *overrides)
     assert cfg.simulate.configurations.reference == "static" and cfg.simulate.md.friction_per_ps == 5.0
     run_stage(cfg)

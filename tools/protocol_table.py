@@ -1,0 +1,110 @@
+"""The protocol study's numbers (README "Protocol"): Eg(0) of each 0 K reference and Eg(300 K) of a run, from the
+bundled gap ensembles and from DFT on the very same structures.
+
+    python tools/protocol_table.py --run runs/protocol/paper300 --discard-fs 1000 \\
+        --dft data/ag3sbri/md_check_paper300.extxyz --references data/ag3sbri/static_cells.extxyz \\
+        data/ag3sbri/relaxed.extxyz data/ag3sbri/relaxed_rattle.extxyz
+
+- references: every labelled end-member structure of the given files (x = 0 or 1), its DFT gaps beside the
+  ensembles' (HSE06 ± calibrated spread, PBEsol);
+- run: per composition, the ensemble's <Eg> over every MD frame after ``--discard-fs`` of every replica (replicas'
+  spread as the error), and its running mean against simulated time;
+- dft: the DFT gaps of labelled MD snapshots and the ensemble on the same snapshots (the model's error split from
+  the protocol's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from ase.io import read
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from capml.models.predict import GapPredictor  # noqa: E402
+from capml.simulate.md import read_trajectory  # noqa: E402
+
+NAMES = {0.0: "Ag3SI", 1.0: "Ag3SBr"}
+
+
+def references(files, hse, pbe) -> pd.DataFrame:
+    frames = [a for f in files for a in read(f, ":") if float(a.info.get("x", -1)) in NAMES]
+    mean, std = hse.predict(frames, return_std=True)
+    rows = []
+    for a, m, s, p in zip(frames, mean, std, pbe.predict(frames)):
+        rows.append({"structure_id": a.info["structure_id"], "material": NAMES[float(a.info["x"])],
+                     "volume_A3": round(a.get_volume(), 1), "dft_hse06_eV": a.info.get("gap_hse06", np.nan),
+                     "model_hse06_eV": m, "model_hse06_std_eV": s, "dft_pbesol_eV": a.info.get("gap_pbesol", np.nan),
+                     "model_pbesol_eV": p})
+    return pd.DataFrame(rows)
+
+
+def run_average(folder: Path, discard_fs: float, hse) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows, running = [], []
+    for path in sorted(glob.glob(str(folder / "md" / "*_T*_r*.extxyz"))):
+        frames = read_trajectory(path)
+        t = np.array([f.info["time_fs"] for f in frames])
+        gaps = hse.predict(frames)
+        kept = t >= discard_fs
+        name = Path(path).stem
+        cid, temperature, replica = name.rsplit("_", 2)
+        rows.append({"config_id": cid, "temperature": temperature, "replica": replica, "ps": t.max() / 1000,
+                     "mean_eV": gaps[kept].mean()})
+        cumulative = np.cumsum(gaps[kept]) / np.arange(1, kept.sum() + 1)
+        running += [{"config_id": cid, "replica": replica, "time_ps": tt / 1000, "running_mean_eV": c}
+                    for tt, c in zip(t[kept], cumulative)]
+    per_replica = pd.DataFrame(rows)
+    summary = per_replica.groupby(["config_id", "temperature"]).agg(
+        replicas=("mean_eV", "size"), ps=("ps", "min"), mean_eV=("mean_eV", "mean"),
+        stderr_eV=("mean_eV", lambda v: v.std(ddof=1) / np.sqrt(len(v)))).reset_index()
+    return summary, pd.DataFrame(running)
+
+
+def dft_check(path, hse) -> pd.DataFrame:
+    frames = [a for a in read(path, ":") if "gap_hse06" in a.info]
+    model = hse.predict(frames)
+    table = pd.DataFrame({"structure_id": [a.info["structure_id"] for a in frames],
+                          "x": [float(a.info["x"]) for a in frames],
+                          "dft_hse06_eV": [float(a.info["gap_hse06"]) for a in frames],
+                          "dft_pbesol_eV": [float(a.info["gap_pbesol"]) for a in frames], "model_hse06_eV": model})
+    summary = table.groupby("x").agg(n=("dft_hse06_eV", "size"), dft_mean_eV=("dft_hse06_eV", "mean"),
+                                     dft_stderr_eV=("dft_hse06_eV", lambda v: v.std(ddof=1) / np.sqrt(len(v))),
+                                     model_mean_eV=("model_hse06_eV", "mean"),
+                                     dft_pbesol_mean_eV=("dft_pbesol_eV", "mean")).reset_index()
+    summary["model_minus_dft_eV"] = summary["model_mean_eV"] - summary["dft_mean_eV"]
+    return summary
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path)
+    parser.add_argument("--discard-fs", type=float, default=1000.0)
+    parser.add_argument("--dft")
+    parser.add_argument("--references", nargs="*", default=[])
+    parser.add_argument("--hse06", default="models/gnn_gap_hse06")
+    parser.add_argument("--pbesol", default="models/gnn_gap_pbesol")
+    parser.add_argument("--running-csv", help="write the running means here")
+    args = parser.parse_args(argv)
+    hse, pbe = GapPredictor.from_checkpoint(args.hse06), GapPredictor.from_checkpoint(args.pbesol)
+    if args.references:
+        print("## Eg(0) of each reference\n")
+        print(references(args.references, hse, pbe).to_markdown(index=False, floatfmt=".3f"))
+    if args.run:
+        summary, running = run_average(args.run, args.discard_fs, hse)
+        print(f"\n## <Eg> of {args.run} after {args.discard_fs:g} fs (model)\n")
+        print(summary.to_markdown(index=False, floatfmt=".3f"))
+        if args.running_csv:
+            running.to_csv(args.running_csv, index=False)
+    if args.dft:
+        print(f"\n## DFT on the snapshots of {args.dft}\n")
+        print(dft_check(args.dft, hse).to_markdown(index=False, floatfmt=".3f"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
