@@ -67,3 +67,4 @@ def test_cv_table_structures_summarises_held_out_predictions(tmp_path):
     row = [c.strip() for c in out.splitlines()[-1].split("|")]
     # MAE (0.03 + 0.10) / 2, bias (0.03 - 0.10) / 2; inside 2 x σ: 0.03 <= 0.04 yes, 0.10 <= 0.08 no
     assert row[2:8] == ["2", "0.065", "-0.035", "1 of 2", "50%", "`relaxed_b` -0.10"]
+

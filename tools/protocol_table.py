@@ -46,13 +46,14 @@ def references(files, hse, pbe) -> pd.DataFrame:
 
 def run_average(folder: Path, discard_fs: float, hse) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, running = [], []
-    for path in sorted(glob.glob(str(folder / "md" / "*_T*_r*.extxyz"))):
+    for path in sorted(glob.glob(str(folder / "md" / "*_T*.extxyz"))):
         frames = read_trajectory(path)
         t = np.array([f.info["time_fs"] for f in frames])
         gaps = hse.predict(frames)
         kept = t >= discard_fs
-        name = Path(path).stem
-        cid, temperature, replica = name.rsplit("_", 2)
+        parts = Path(path).stem.split("_")
+        replica = parts.pop() if parts[-1].startswith("r") and parts[-1][1:].isdigit() else "r0"
+        cid, temperature = "_".join(parts[:-1]), parts[-1]
         rows.append({"config_id": cid, "temperature": temperature, "replica": replica, "ps": t.max() / 1000,
                      "mean_eV": gaps[kept].mean()})
         cumulative = np.cumsum(gaps[kept]) / np.arange(1, kept.sum() + 1)
