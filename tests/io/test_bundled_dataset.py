@@ -108,7 +108,8 @@ def test_recomputed_structure_matches_stored_energy(frames):
 LABEL_SETS = [(f"{name}.extxyz", f"{name}_structures.extxyz") for name in ("relaxed", "relaxed_r2", "relaxed_rattle")] + [
     (f"al_round{r}.extxyz", f"al_round{r}_structures.extxyz") for r in (0, 1)] + [
     (f"md_check_{run}.extxyz", f"md_check_{run}_structures.extxyz")
-    for run in ("round0", "round1_seed0", "round1_seed1", "round1_seed2", "eg_map_T100")]
+    for run in ("round0", "round1_seed0", "round1_seed1", "round1_seed2", "eg_map_T100", "paper300")] + [
+    ("static_cells.extxyz", "static_cells_structures.extxyz")]
 
 
 @pytest.mark.parametrize("name, inputs", LABEL_SETS)
@@ -133,7 +134,7 @@ def test_label_sets_where_the_simulation_goes(name, inputs):
             origin = source[atoms.info["structure_id"]]
             assert np.allclose(atoms.positions, origin.positions) and np.allclose(atoms.cell, origin.cell)
             assert atoms.info["gap_hse06"] > atoms.info["gap_pbesol"] >= 0
-            assert atoms.info["sampling"] in ("relaxed", "md") and "config_id" in atoms.info
+            assert atoms.info["sampling"] in ("relaxed", "md", "static") and "config_id" in atoms.info
         seen += [a.info["structure_id"] for a in labelled]
     assert len(set(seen)) == len(seen)
 

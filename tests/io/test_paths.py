@@ -66,3 +66,16 @@ def test_splits_record_names_the_checkout_relative_to_it(tmp_path):
     assert list(record["extra_train"]) == ["capml_root:data/ag3sbri/md_check_round0.extxyz"]
     assert record["train"] == str(tmp_path / "train.extxyz")  # outside the checkout: absolute
     assert resolve_path(record["dataset"]).is_file()
+
+
+def test_no_committed_run_config_names_a_folder_of_the_machine_that_ran_it():
+    """The resolved configs committed beside the data (``<stage>.config.yaml``) name files of the checkout as
+    ``capml_root:<path>`` too, never by the absolute path of the machine that made them."""
+    import yaml
+
+    configs = sorted(p for folder in ("models", "data") for p in (ROOT / folder).rglob("*.config.yaml"))
+    assert configs
+    for path in configs:
+        values = list(strings(yaml.safe_load(path.read_text())))
+        absolute = [v for v in values if str(ROOT) in v or "/work/main" in v]  # this checkout, or the one that made it
+        assert absolute == [], f"{path.relative_to(ROOT)}: {absolute[:3]}"
