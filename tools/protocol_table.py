@@ -30,6 +30,8 @@ from capml.models.predict import GapPredictor  # noqa: E402
 from capml.simulate.md import read_trajectory  # noqa: E402
 
 NAMES = {0.0: "Ag3SI", 1.0: "Ag3SBr"}
+# Eg at 300 K (eV): the paper's Table 1 (experiment and its ML workflow)
+PAPER_MARKS = {0.0: {"experiment 0.9": 0.9, "paper 1.0": 1.0}, 1.0: {"experiment 1.0": 1.0, "paper 1.1": 1.1}}
 
 
 def references(files, hse, pbe) -> pd.DataFrame:
@@ -81,6 +83,33 @@ def dft_check(path, hse) -> pd.DataFrame:
     return summary
 
 
+def plot(running: pd.DataFrame, dft: pd.DataFrame | None, path: Path,
+         marks: dict[float, dict[str, float]] | None = None) -> None:
+    """Running mean of the ensemble's gap against simulated time (one line per replica), the DFT snapshots at their
+    times and the reference values (experiment, the paper) as horizontal lines, one panel per composition."""
+    from matplotlib.figure import Figure
+
+    configs = sorted(running["config_id"].unique())
+    fig = Figure(figsize=(5 * len(configs), 3.6))
+    axes = np.atleast_1d(fig.subplots(1, len(configs), sharey=True))
+    for ax, cid in zip(axes, configs):
+        x = 1.0 if cid.startswith("k8") else 0.0
+        for replica, g in running[running["config_id"] == cid].groupby("replica"):
+            ax.plot(g["time_ps"], g["running_mean_eV"], lw=1, label=f"ensemble, running mean ({replica})")
+        if dft is not None and len(dft):
+            d = dft[dft["x"] == x]
+            ax.scatter(d["time_ps"], d["dft_hse06_eV"], c="k", s=12, zorder=3, label="DFT HSE06 (Γ) snapshots")
+        for name, value in (marks or {}).get(x, {}).items():
+            ax.axhline(value, ls="--", lw=0.8, color="grey")
+            ax.text(ax.get_xlim()[0], value, f" {name}", va="bottom", fontsize=7, color="grey")
+        ax.set_title(NAMES.get(x, cid))
+        ax.set_xlabel("simulated time (ps)")
+    axes[0].set_ylabel("Eg (eV)")
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path)
@@ -90,6 +119,7 @@ def main(argv=None) -> int:
     parser.add_argument("--hse06", default="models/gnn_gap_hse06")
     parser.add_argument("--pbesol", default="models/gnn_gap_pbesol")
     parser.add_argument("--running-csv", help="write the running means here")
+    parser.add_argument("--plot", help="with --run: the running means, DFT snapshots and reference values (PNG)")
     args = parser.parse_args(argv)
     hse, pbe = GapPredictor.from_checkpoint(args.hse06), GapPredictor.from_checkpoint(args.pbesol)
     if args.references:
@@ -101,6 +131,14 @@ def main(argv=None) -> int:
         print(summary.to_markdown(index=False, floatfmt=".3f"))
         if args.running_csv:
             running.to_csv(args.running_csv, index=False)
+        if args.plot:
+            dft = None
+            if args.dft:
+                frames = [a for a in read(args.dft, ":") if "gap_hse06" in a.info]
+                dft = pd.DataFrame({"x": [float(a.info["x"]) for a in frames],
+                                    "time_ps": [float(a.info.get("time_fs", np.nan)) / 1000 for a in frames],
+                                    "dft_hse06_eV": [float(a.info["gap_hse06"]) for a in frames]})
+            plot(running, dft, Path(args.plot), PAPER_MARKS)
     if args.dft:
         print(f"\n## DFT on the snapshots of {args.dft}\n")
         print(dft_check(args.dft, hse).to_markdown(index=False, floatfmt=".3f"))

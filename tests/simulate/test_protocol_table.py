@@ -33,3 +33,5 @@ def test_protocol_table_averages_runs_and_puts_dft_beside_the_ensemble(pipeline_
     first = table.iloc[0]
     same_x = [a for a in labelled if float(a.info["x"]) == first["x"]]
     assert first["dft_mean_eV"] == np.mean([a.info["gap_hse06"] for a in same_x])
+    protocol_table.plot(running, None, tmp_path / "running.png", protocol_table.PAPER_MARKS)
+    assert (tmp_path / "running.png").stat().st_size > 10_000
