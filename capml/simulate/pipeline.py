@@ -262,8 +262,12 @@ def _gap_tables(model, table: pd.DataFrame, relaxed: dict, runs: list, flag_std_
     per_config, summary = gap_stage.summarise(table, eg0, thermal)
     # the 0 K reference by name, and Eg(0) of the static structure (Vegard cell, ideal sites) beside the relaxed one
     reference = table.set_index("config_id")["reference"] if "reference" in table else None
-    static_structures = {cid: system.unrelaxed(relaxed[cid]) for cid in table["config_id"]} if system else {}
+    # a static reference is its own static cell: only relaxed configurations need a second prediction
+    static_ids = set(reference[reference == "static"].index) if reference is not None else set()
+    static_structures = {cid: system.unrelaxed(relaxed[cid]) for cid in table["config_id"]
+                         if cid not in static_ids} if system else {}
     eg0_static = gap_stage.static_gaps(model, static_structures) if static_structures else {}
+    eg0_static.update({cid: eg0[cid] for cid in static_ids})
     for frame, config in ((per_config, "config_id"), (summary, "lowest_config")):
         if not len(frame):
             continue
