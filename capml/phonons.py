@@ -164,6 +164,31 @@ def gamma_modes(atoms: Atoms, force_constants: np.ndarray) -> tuple[np.ndarray, 
     return np.asarray(frequencies), np.real(np.asarray(eigenvectors))
 
 
+def mode_probe(atoms: Atoms, eigenvector: np.ndarray, max_displacement_A: float) -> tuple[Atoms, float]:
+    """``atoms`` displaced along one Γ mode (a unit, mass-weighted eigenvector of length 3n) so that the atom that
+    moves most moves by ``max_displacement_A``; returns the structure and its normal coordinate Q in Å·sqrt(amu)
+    (u_i = Q e_i / sqrt(m_i))."""
+    masses = atoms.get_masses()
+    shape = np.asarray(eigenvector, float).reshape(len(atoms), 3) / np.sqrt(masses)[:, None]
+    q = float(max_displacement_A / np.linalg.norm(shape, axis=1).max())
+    probe = atoms.copy()
+    probe.positions += q * shape
+    return probe, q
+
+
+def mode_frequency_from_forces(forces: np.ndarray, masses: np.ndarray, eigenvector: np.ndarray, q: float) -> float:
+    """The frequency (THz, imaginary as negative) of a Γ mode from the forces on a structure displaced along it by
+    normal coordinate ``q`` (:func:`mode_probe`), all other modes at rest: the generalised force on the mode is
+    -ω² q, so ω² = -(Σ_i e_i·F_i/sqrt(m_i)) / q. Exact in the harmonic limit; at finite q it is the mode's secant
+    stiffness, the same for any method given the same structure."""
+    from phonopy.physical_units import get_physical_units
+
+    e = np.asarray(eigenvector, float).reshape(len(masses), 3)
+    generalised = float((e * np.asarray(forces, float) / np.sqrt(masses)[:, None]).sum())
+    omega2 = -generalised / q  # eV/Å²/amu
+    return float(np.sign(omega2) * np.sqrt(abs(omega2)) * get_physical_units().DefaultToTHz)
+
+
 def renormalised_force_constants(eigenvectors: np.ndarray, frequencies_THz: np.ndarray,
                                  masses: np.ndarray) -> np.ndarray:
     """Full (n, n, 3, 3) force constants in eV/Å² whose Γ modes have the given frequencies."""

@@ -245,13 +245,14 @@ def refuse_repeated_ids(ids_by_file: Sequence[tuple[str, Iterable]], hint: str) 
         seen.update(dict.fromkeys(ids, where))
 
 
-def merge_datasets(paths: Sequence[str | Path], out: str | Path) -> list[Atoms]:
-    """Concatenate datasets after checking their label settings agree per fidelity."""
+def merge_datasets(paths: Sequence[str | Path], out: str | Path, keep=None) -> list[Atoms]:
+    """Concatenate datasets after checking their label settings agree per fidelity; ``keep`` (a function of a
+    frame), when given, chooses the frames written."""
     settings = DatasetSettings()
     frames: list[Atoms] = []
     for path in paths:
         settings = settings.merged_with(read_settings(path), where=str(path))
-        frames.extend(read_dataset(path, require=()))
+        frames.extend(a for a in read_dataset(path, require=()) if keep is None or keep(a))
     counts = Counter(a.info.get("structure_id") for a in frames)
     duplicated = {i for i, c in counts.items() if i is not None and c > 1}
     if duplicated:

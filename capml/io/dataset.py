@@ -60,18 +60,31 @@ def prefix_ids(path: str | Path, prefix: str, out: str | Path) -> int:
     return len(frames)
 
 
-def concat(out: str | Path, inputs: Sequence[str | Path]) -> int:
+def concat(out: str | Path, inputs: Sequence[str | Path], only: Sequence[str] | None = None,
+           exclude: Sequence[str] = ()) -> int:
     """Write the frames of ``inputs`` one after the other to ``out`` (:func:`capml.io.contract.merge_datasets`:
     label settings must agree per fidelity, structure_ids must not repeat); returns the frame count. ``out`` must
-    not be one of the inputs, and no input may have shard files waiting to be merged."""
+    not be one of the inputs, and no input may have shard files waiting to be merged. ``only`` keeps the frames
+    with these structure_ids, ``exclude`` drops those (a held-out set and its training set from the same files)."""
     if not inputs:
         raise InputError("--concat: expected at least one input dataset")
+    only_ids, dropped_ids = (None if only is None else set(map(str, only))), set(map(str, exclude))
     for path in inputs:
         if Path(path).resolve() == Path(out).resolve():
             raise InputError(f"{out}: the output must not be one of the --concat inputs")
         if shard_files(path):
             raise InputError(f"{path}: shard files of a label run are waiting to be merged; merge them first")
-    return len(merge_datasets(inputs, out))
+    if only_ids is not None:  # checked before anything is written
+        present = {str(a.info.get("structure_id")) for path in inputs for a in read_structures(path)}
+        if only_ids - present:
+            raise InputError(f"--structure {sorted(only_ids - present)[0]}: in none of the --concat inputs "
+                             f"{[str(p) for p in inputs]}")
+
+    def keep(atoms) -> bool:
+        sid = str(atoms.info.get("structure_id"))
+        return (only_ids is None or sid in only_ids) and sid not in dropped_ids
+
+    return len(merge_datasets(inputs, out, keep))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     found wrong (on every frame, or on the named structures). ``python -m capml.io.dataset FILE --prefix-ids P
     --out OUT``: a copy with P before every structure_id. ``python -m capml.io.dataset FILE --merge-shards
     --structures INPUT``: the shard files of a label run merged into FILE in INPUT's order. ``python -m
-    capml.io.dataset OUT --concat A B``: A's frames, then B's, into OUT."""
+    capml.io.dataset OUT --concat A B [--structure ID ...] [--exclude ID ...]``: A's frames, then B's, into OUT (only
+    the named structures, or all but the excluded ones)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -94,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--structures", help="with --merge-shards (required there): the label run's input, for the "
                         "frame order")
     parser.add_argument("--structure", action="append", metavar="ID", help="only this structure_id (repeatable)")
+    parser.add_argument("--exclude", action="append", metavar="ID", help="with --concat: leave out this structure_id "
+                        "(repeatable)")
     parser.add_argument("--out", help="the copy written by --prefix-ids")
     args = parser.parse_args(argv)
     if args.merge_shards:
@@ -104,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.dataset}: {merged} frames merged from shard files, {total} frames in all")
         return
     if args.concat:
-        n = concat(args.dataset, args.concat)
+        n = concat(args.dataset, args.concat, args.structure, args.exclude or ())
         print(f"{args.dataset}: {n} frames from {len(args.concat)} datasets")
         return
     if args.prefix_ids is not None:

@@ -79,12 +79,13 @@ def convergence_table(structures: Sequence[Atoms], settings: Mapping[str, Sequen
     ideal_of = {}
     for atoms in structures:
         if role(atoms) == "ideal":
-            ideal_of[float(atoms.info["x"])] = str(atoms.info["structure_id"])
+            ideal_of.setdefault(float(atoms.info["x"]), str(atoms.info["structure_id"]))
     rows = []
     for name, frames in labelled.items():
         for atoms in structures:
             sid = str(atoms.info["structure_id"])
-            ideal = ideal_of.get(float(atoms.info["x"]))
+            # its own ideal cell (kconv_ideal: e.g. the ideal sites of the same cell), else the composition's first
+            ideal = str(atoms.info.get("kconv_ideal") or ideal_of.get(float(atoms.info["x"])))
             if sid not in frames:
                 continue
             here = frames[sid]
@@ -92,7 +93,8 @@ def convergence_table(structures: Sequence[Atoms], settings: Mapping[str, Sequen
             row = {"setting": name, "structure_id": sid, "x": float(atoms.info["x"]),
                    "temperature_K": float(atoms.info.get("temperature", 0.0)), "role": role(atoms),
                    "energy_eV": float(here.info["REF_energy"]), "gap_eV": _gap(here, fidelity),
-                   "volume_A3": here.get_volume()}
+                   "volume_A3": here.get_volume(), "ideal_id": ideal,
+                   "label_seconds": float(here.info.get("label_seconds", np.nan))}
             if ideal in frames:
                 row["energy_vs_ideal_meV_atom"] = 1000 * (row["energy_eV"] - float(frames[ideal].info["REF_energy"])) / n
             ref = labelled[reference].get(sid)
@@ -123,6 +125,24 @@ def convergence_table(structures: Sequence[Atoms], settings: Mapping[str, Sequen
                              if c.name == "setting" else c).reset_index(drop=True)
 
 
+def setting_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per setting: the largest error over the structures compared with the reference, whether every one is within
+    tolerance, and the mean cost of one label (``label_seconds``, wall seconds of the labeller) — the table to pick
+    the cheapest converged setting from."""
+    compared = table[table["converged"].notna()] if "converged" in table else table.iloc[:0]
+    rows = []
+    for name, group in table.groupby("setting", sort=False):
+        here = compared[compared["setting"] == name]
+        row = {"setting": name, "n_structures": len(group), "n_compared": len(here),
+               "label_minutes": group["label_seconds"].mean() / 60 if "label_seconds" in group else np.nan}
+        for column, out in (("energy_error_meV_atom", "max_energy_error_meV_atom"),
+                            ("force_mae_eV_A", "max_force_mae_eV_A"), ("gap_error_eV", "max_gap_error_eV")):
+            row[out] = here[column].abs().max() if column in here and len(here) else np.nan
+        row["converged"] = bool(here["converged"].astype(bool).all()) if len(here) else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("structures", help="the structures labelled at every setting (extxyz, structure_id)")
@@ -148,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown = [c for c in ("setting", "x", "temperature_K", "role", "energy_vs_ideal_meV_atom", "energy_error_meV_atom",
                          "force_mae_eV_A", "stress_max_GPa", "gap_eV", "gap_error_eV", "converged") if c in table]
     print(table[shown].to_markdown(index=False, floatfmt=".3f"))
+    print()
+    print(setting_summary(table).to_markdown(index=False, floatfmt=".3f"))
     return 0
 
 

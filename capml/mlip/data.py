@@ -88,9 +88,11 @@ def plan_splits(
     pinned: str | Path | None = None,
     max_frames: int | None = None,
     extra_train: Sequence[str | Path] = (),
+    group_key: str = GROUP_KEY,
 ) -> SplitPlan:
     """Read and check the dataset and ``extra_train`` and draw the splits, writing nothing (see :func:`write_splits`);
-    every problem with the inputs is an InputError here."""
+    every problem with the inputs is an InputError here. ``group_key``: the frame info that keeps frames together
+    in one split (``config_id``; ``structure_id`` splits frame by frame, for a small set of unrelated structures)."""
     require = (ENERGY_KEY, FORCES_KEY, STRESS_KEY) if require_stress else (ENERGY_KEY, FORCES_KEY)
     frames = read_dataset(dataset, require=require)
     if max_frames is not None:
@@ -99,10 +101,13 @@ def plan_splits(
         frames = frames[:max_frames]
     fractions = split_fractions(val_fraction, test_fraction)
     if pinned is None:
-        indices = grouped_split(frames, fractions, seed=seed)
+        indices = grouped_split(frames, fractions, seed=seed, group_key=group_key)
+    elif group_key != GROUP_KEY:
+        raise InputError(f"mlip.pin_splits={pinned} with mlip.group_key={group_key}: pinned splits keep "
+                         f"{GROUP_KEY} groups; expected mlip.group_key={GROUP_KEY} or pin_splits=null")
     else:
         indices = pinned_split(frames, fractions, seed, pinned)
-    indices = fill_empty_splits(frames, indices, where=str(dataset))
+    indices = fill_empty_splits(frames, indices, where=str(dataset), group_key=group_key)
     refuse_mixed_settings([dataset, *extra_train], ["REF"], "mlip.extra_train expects labels of the dataset's "
                           "fidelity and settings")
     extra = [(str(path), read_dataset(path, require=require)) for path in extra_train]
@@ -117,6 +122,7 @@ def plan_splits(
         "max_frames": max_frames,
         "extra_train": {portable_path(path): len(added) for path, added in extra},
         "seed": seed,
+        "group_key": group_key,
         "pinned": portable_path(pinned) if pinned else None,
         "structure_ids": {n: [str(frames[i].info.get("structure_id", i)) for i in idx] for n, idx in zip(SPLITS, indices)},
         "config_ids": {n: sorted({str(frames[i].info.get(GROUP_KEY)) for i in idx}) for n, idx in zip(SPLITS, indices)},
@@ -124,18 +130,9 @@ def plan_splits(
     return SplitPlan(frames, indices, record)
 
 
-def write_splits(
-    dataset: str | Path,
-    out_dir: str | Path,
-    val_fraction: float = 0.05,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    require_stress: bool = True,
-    pinned: str | Path | None = None,
-    max_frames: int | None = None,
-    extra_train: Sequence[str | Path] = (),
-) -> SplitFiles:
-    """Write ``train.extxyz``, ``val.extxyz``, ``test.extxyz`` (and ``splits.json``) into ``out_dir``.
+def write_splits(dataset: str | Path, out_dir: str | Path, *args, **kwargs) -> SplitFiles:
+    """Write ``train.extxyz``, ``val.extxyz``, ``test.extxyz`` (and ``splits.json``) into ``out_dir``; the other
+    arguments are :func:`plan_splits`'s.
 
     ``pinned`` is the ``splits.json`` of an earlier run (e.g. the base model's, on a smaller dataset): its
     config_id groups keep their split, so a model fine-tuned from it is never tested on frames it trained on;
@@ -144,14 +141,13 @@ def write_splits(
     files whose frames all go to the training split, after the split is drawn (e.g. MD snapshots labelled by
     ``simulate.py stage=md_check``: active learning), so the validation and test splits stay comparable.
     """
-    return plan_splits(dataset, val_fraction, test_fraction, seed, require_stress, pinned, max_frames,
-                       extra_train).write(out_dir)
+    return plan_splits(dataset, *args, **kwargs).write(out_dir)
 
 
-def fill_empty_splits(frames, indices: list[np.ndarray], where: str) -> list[np.ndarray]:
+def fill_empty_splits(frames, indices: list[np.ndarray], where: str, group_key: str = GROUP_KEY) -> list[np.ndarray]:
     """Give an empty validation or test split the smallest training group: on a few tens of frames 5 % rounds to
     nothing, and mace needs a validation set. Raises InputError when there are too few groups for three splits."""
-    groups = np.array([str(a.info.get(GROUP_KEY)) for a in frames])
+    groups = np.array([str(a.info.get(group_key)) for a in frames])
     indices = [np.asarray(i, int) for i in indices]
     for k in (1, 2):
         if len(indices[k]):
@@ -159,7 +155,7 @@ def fill_empty_splits(frames, indices: list[np.ndarray], where: str) -> list[np.
         train_groups, sizes = np.unique(groups[indices[0]], return_counts=True)
         if len(train_groups) < 2:
             raise InputError(
-                f"{where}: {len(frames)} frames in {len(set(groups))} {GROUP_KEY} groups are too few for "
+                f"{where}: {len(frames)} frames in {len(set(groups))} {group_key} groups are too few for "
                 "train, val and test splits"
             )
         moved = train_groups[np.argmin(sizes)]

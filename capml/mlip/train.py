@@ -27,8 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from capml.cli import save_resolved_config
 from capml.errors import InputError
-from capml.io.contract import ENERGY_KEY, FORCES_KEY, STRESS_KEY
-from capml.mlip.data import SplitFiles, plan_splits
+from capml.io.contract import ENERGY_KEY, FORCES_KEY, STRESS_KEY, refuse_mixed_settings
+from capml.mlip.data import GROUP_KEY, SplitFiles, plan_splits
 from capml.io.jsonio import write_json
 
 log = logging.getLogger("capml.mlip")
@@ -250,7 +250,11 @@ def run(cfg: DictConfig) -> dict:
         foundation = resolve_foundation(m.foundation_model)
         plan = plan_splits(m.dataset, m.val_fraction, m.test_fraction, seed=m.seed,
                            require_stress=m.stress_weight > 0, pinned=m.pin_splits, max_frames=m.max_frames,
-                           extra_train=list(m.get("extra_train") or ()))
+                           extra_train=list(m.get("extra_train") or ()), group_key=m.get("group_key", GROUP_KEY))
+        heldout = list((m.get("evaluate") or {}).get("heldout") or ())
+        if heldout:  # errors against labels of another setting (a Γ-only set beside a k-mesh one) would mean nothing
+            refuse_mixed_settings([m.dataset, *heldout], ["REF"], "mlip.evaluate.heldout expects labels of the "
+                                  "dataset's fidelity and settings")
         if foundation is not None and foundation not in foundation_names():
             from capml.mlip.calculator import check_elements, load_mace_module
 

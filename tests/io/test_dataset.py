@@ -50,3 +50,18 @@ def test_concat_keeps_order_and_settings_and_refuses_clashes(tmp_path):
     with pytest.raises(InputError, match="differ"):
         main([str(tmp_path / "ab2.extxyz"), "--concat", str(a), str(b)])
     assert not (tmp_path / "ab2.extxyz").exists()
+
+
+def test_concat_splits_held_out_structures_from_the_rest(tmp_path):
+    settings = DatasetSettings({"pbesol": {"ecut_eV": 350}})
+    a, b = tmp_path / "a.extxyz", tmp_path / "b.extxyz"
+    write_dataset(a, [labelled(i) for i in range(2)], settings)
+    write_dataset(b, [labelled(i) for i in range(2, 5)], settings)
+    main([str(tmp_path / "held.extxyz"), "--concat", str(a), str(b), "--structure", "s3", "--structure", "s0"])
+    main([str(tmp_path / "train.extxyz"), "--concat", str(a), str(b), "--exclude", "s3", "--exclude", "s0"])
+    assert [x.info["structure_id"] for x in read_dataset(tmp_path / "held.extxyz")] == ["s0", "s3"]
+    assert [x.info["structure_id"] for x in read_dataset(tmp_path / "train.extxyz")] == ["s1", "s2", "s4"]
+    assert read_settings(tmp_path / "held.extxyz").fidelities == settings.fidelities
+    with pytest.raises(InputError, match=r"--structure s9: in none of the --concat inputs"):
+        main([str(tmp_path / "none.extxyz"), "--concat", str(a), "--structure", "s9"])
+    assert not (tmp_path / "none.extxyz").exists()

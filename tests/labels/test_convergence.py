@@ -9,7 +9,7 @@ from ase.calculators.emt import EMT
 
 from capml.errors import InputError
 from capml.io.contract import write_dataset
-from capml.labels.convergence import convergence_table, main
+from capml.labels.convergence import convergence_table, main, setting_summary
 
 
 def labelled(shift_eV=0.0, shifts_of=None, force_noise=0.0):
@@ -53,3 +53,29 @@ def test_command_line_refuses_a_missing_file_in_one_line(tmp_path, capsys):
     assert "none.extxyz: no such dataset file" in capsys.readouterr().err
     with pytest.raises(InputError, match="reference setting 'b'"):
         convergence_table(labelled(), {"a": [tmp_path / "s.extxyz"]}, reference="b")
+
+
+def test_a_structure_is_measured_from_its_own_ideal_cell_and_the_summary_takes_the_worst(tmp_path):
+    ref, worse = labelled(), labelled(shifts_of={"min": 0.012}, force_noise=0.05)
+    for frames, seconds in ((ref, 600.0), (worse, 60.0)):
+        second_ideal = frames[0].copy()  # a second ideal cell of the same composition, 40 meV higher
+        second_ideal.info.update(structure_id="ideal2", REF_energy=frames[0].info["REF_energy"] + 0.04)
+        frames.append(second_ideal)
+        frames[1].info["kconv_ideal"] = "ideal2"
+        for frame in frames:
+            frame.info["label_seconds"] = seconds
+    settings = {}
+    for name, frames in (("ref", ref), ("worse", worse)):
+        write_dataset(tmp_path / f"{name}.extxyz", frames)
+        settings[name] = [tmp_path / f"{name}.extxyz"]
+    table = convergence_table(ref, settings, reference="ref")
+    rows = table.set_index(["setting", "structure_id"])
+    by_hand = 1000 * (ref[1].info["REF_energy"] - ref[0].info["REF_energy"] - 0.04) / len(ref[1])
+    assert rows.loc[("ref", "min"), "ideal_id"] == "ideal2"
+    assert rows.loc[("ref", "min"), "energy_vs_ideal_meV_atom"] == pytest.approx(by_hand)
+    assert rows.loc[("ref", "hot"), "ideal_id"] == "ideal"  # no kconv_ideal: the composition's first ideal cell
+    summary = setting_summary(table).set_index("setting")
+    assert summary.loc["worse", "max_energy_error_meV_atom"] == pytest.approx(3.0)
+    assert summary.loc["worse", "max_force_mae_eV_A"] == pytest.approx(0.05)
+    assert summary.loc["worse", "label_minutes"] == pytest.approx(1.0)
+    assert not summary.loc["worse", "converged"] and summary.loc["ref", "converged"]

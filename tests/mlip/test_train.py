@@ -56,6 +56,32 @@ def test_few_groups_still_give_nonempty_splits_or_a_clear_error(tmp_path):
         write_splits(tmp_path / "two.extxyz", tmp_path / "out")
 
 
+def test_a_small_set_of_unrelated_structures_splits_frame_by_frame(tmp_path):
+    # two decorations only: by config_id there are too few groups; by structure_id every frame is its own group
+    write_dataset(tmp_path / "two.extxyz", emt_frames(n_configs=2, per_config=5))
+    files = write_splits(tmp_path / "two.extxyz", tmp_path / "out", 0.2, 0.2, group_key="structure_id")
+    assert files.counts == {"train": 6, "val": 2, "test": 2}
+    assert json.loads((tmp_path / "out" / "splits.json").read_text())["group_key"] == "structure_id"
+    with pytest.raises(InputError, match="pinned splits keep config_id groups"):
+        write_splits(tmp_path / "two.extxyz", tmp_path / "pinned", 0.2, 0.2, group_key="structure_id",
+                     pinned=tmp_path / "out" / "splits.json")
+
+
+def test_held_out_labels_of_another_setting_are_refused_before_anything_is_written(tmp_path, tiny_base):
+    from capml.io.contract import DatasetSettings
+
+    gamma = DatasetSettings({"REF": {"code": "gpaw", "kpts": {"size": [1, 1, 1]}}})
+    mesh = DatasetSettings({"REF": {"code": "gpaw", "kpts": {"size": [2, 2, 2]}}})
+    write_dataset(tmp_path / "mesh.extxyz", emt_frames(n_configs=4, per_config=2), mesh)
+    write_dataset(tmp_path / "gamma.extxyz", emt_frames(seed=3, n_configs=2, per_config=1), gamma)
+    cfg = mlip_config(dataset=str(tmp_path / "mesh.extxyz"), out_dir=str(tmp_path / "ft"),
+                      foundation_model=tiny_base["model"],
+                      **{"evaluate.phonons": None, "evaluate.heldout": [str(tmp_path / "gamma.extxyz")]})
+    with pytest.raises(InputError, match="gamma.extxyz .against .*mesh.extxyz.: label settings for fidelity 'REF' differ"):
+        run(cfg)
+    assert not (tmp_path / "ft").exists()
+
+
 def test_missing_stress_is_input_error(tmp_path):
     frames = emt_frames(n_configs=4, per_config=2)
     for atoms in frames:
