@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -66,16 +67,39 @@ def _gap(atoms: Atoms, fidelity: str) -> float:
     return float(atoms.info.get(f"gap_{fidelity}", np.nan))
 
 
+def model_labels(structures: Sequence[Atoms], calculator) -> dict[str, Atoms]:
+    """The structures labelled by a calculator (an MLIP), by structure_id, as a setting of the table: the MLIP's
+    distortion energies and forces against DFT's on the same structures."""
+    frames = {}
+    for atoms in structures:
+        here = atoms.copy()
+        here.calc = calculator
+        start = time.perf_counter()
+        here.info["REF_energy"] = float(here.get_potential_energy())
+        here.arrays["REF_forces"] = here.get_forces()
+        here.info["REF_stress"] = here.get_stress(voigt=False)
+        here.info["label_seconds"] = time.perf_counter() - start
+        here.calc = None
+        frames[str(atoms.info["structure_id"])] = here
+    return frames
+
+
 def convergence_table(structures: Sequence[Atoms], settings: Mapping[str, Sequence[str | Path]], reference: str,
-                      fidelity: str = "pbesol", tolerances: Tolerances = Tolerances()) -> pd.DataFrame:
+                      fidelity: str = "pbesol", tolerances: Tolerances = Tolerances(),
+                      models: Mapping[str, object] | None = None) -> pd.DataFrame:
     """One row per (setting, structure) labelled at that setting and at ``reference``; errors against the reference.
 
     ``settings``: name -> dataset files holding its labels (matched by structure_id). The energy of a structure is
     taken relative to the ideal cell of its composition at the same setting, so constant offsets between settings
-    (a different k-mesh shifts every total energy) cancel, as they do for what the MLIP learns."""
+    (a different k-mesh shifts every total energy) cancel, as they do for what the MLIP learns. ``models``: name ->
+    calculator (an MLIP) that labels every structure as one more setting (:func:`model_labels`)."""
     if reference not in settings:
         raise InputError(f"reference setting {reference!r}: expected one of {list(settings)}")
     labelled = {name: labelled_frames(paths) for name, paths in settings.items()}
+    for name, calculator in (models or {}).items():
+        if name in labelled:
+            raise InputError(f"model {name!r}: the name of a --setting too; expected another name")
+        labelled[name] = model_labels(structures, calculator)
     ideal_of = {}
     for atoms in structures:
         if role(atoms) == "ideal":
@@ -120,7 +144,7 @@ def convergence_table(structures: Sequence[Atoms], settings: Mapping[str, Sequen
     converged = within("energy_error_meV_atom", tolerances.energy_meV_atom) \
         & within("force_mae_eV_A", tolerances.force_eV_A) & within("gap_error_eV", tolerances.gap_eV)
     table["converged"] = converged.where(compared, None)  # empty where the reference setting has no label
-    order = {name: k for k, name in enumerate(settings)}
+    order = {name: k for k, name in enumerate(labelled)}
     return table.sort_values(["x", "temperature_K", "role", "setting"], key=lambda c: c.map(order)
                              if c.name == "setting" else c).reset_index(drop=True)
 
@@ -145,10 +169,13 @@ def setting_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("structures", help="the structures labelled at every setting (extxyz, structure_id)")
+    parser.add_argument("structures", nargs="+", help="the structures labelled at the settings (extxyz files, "
+                        "structure_id)")
     parser.add_argument("--setting", action="append", required=True,
                         help="NAME=FILE[,FILE...]: the dataset files holding that setting's labels")
     parser.add_argument("--reference", required=True, help="the setting taken as converged")
+    parser.add_argument("--model", action="append", default=[],
+                        help="NAME=MODEL: a MACE model that labels every structure as one more setting")
     parser.add_argument("--fidelity", default="pbesol", help="the gap compared (gap_<fidelity>)")
     parser.add_argument("--csv", help="write the table here")
     args = parser.parse_args(argv)
@@ -159,13 +186,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not name or not files:
                 raise InputError(f"--setting {item!r}: expected NAME=FILE[,FILE...]")
             settings[name] = files.split(",")
-        table = convergence_table(read(args.structures, ":"), settings, args.reference, args.fidelity)
+        models = {}
+        for item in args.model:
+            name, _, path = item.partition("=")
+            if not name or not path:
+                raise InputError(f"--model {item!r}: expected NAME=MODEL")
+            from capml.mlip.calculator import mace_calculator
+
+            models[name] = mace_calculator(path)
+        structures = []
+        for path in args.structures:
+            if not Path(path).exists():
+                raise InputError(f"{path}: no such structure file")
+            structures.extend(read(path, ":"))
+        table = convergence_table(structures, settings, args.reference, args.fidelity, models=models)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.csv:
         table.to_csv(args.csv, index=False)
-    shown = [c for c in ("setting", "x", "temperature_K", "role", "energy_vs_ideal_meV_atom", "energy_error_meV_atom",
+    shown = [c for c in ("setting", "structure_id", "x", "temperature_K", "role", "energy_vs_ideal_meV_atom", "energy_error_meV_atom",
                          "force_mae_eV_A", "stress_max_GPa", "gap_eV", "gap_error_eV", "converged") if c in table]
     print(table[shown].to_markdown(index=False, floatfmt=".3f"))
     print()

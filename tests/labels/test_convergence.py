@@ -79,3 +79,22 @@ def test_a_structure_is_measured_from_its_own_ideal_cell_and_the_summary_takes_t
     assert summary.loc["worse", "max_force_mae_eV_A"] == pytest.approx(0.05)
     assert summary.loc["worse", "label_minutes"] == pytest.approx(1.0)
     assert not summary.loc["worse", "converged"] and summary.loc["ref", "converged"]
+
+
+def test_a_model_is_one_more_setting_labelled_on_the_structures_themselves(tmp_path):
+    ref = labelled()
+    write_dataset(tmp_path / "ref.extxyz", ref)
+    structures = [a.copy() for a in ref]
+    for atoms in structures:  # a structure file carries no labels
+        for key in ("REF_energy", "REF_stress", "gap_pbesol"):
+            del atoms.info[key]
+        del atoms.arrays["REF_forces"]
+    table = convergence_table(structures, {"ref": [tmp_path / "ref.extxyz"]}, "ref",
+                              models={"emt": EMT()}).set_index(["setting", "structure_id"])
+    # the reference labels are EMT's too: the model reproduces them, distortion energies included
+    assert table.loc[("emt", "min"), "energy_error_meV_atom"] == pytest.approx(0.0, abs=1e-6)
+    assert table.loc[("emt", "hot"), "force_mae_eV_A"] == pytest.approx(0.0, abs=1e-6)
+    assert table.loc[("emt", "min"), "energy_vs_ideal_meV_atom"] == pytest.approx(
+        table.loc[("ref", "min"), "energy_vs_ideal_meV_atom"])
+    with pytest.raises(InputError, match="the name of a --setting too"):
+        convergence_table(structures, {"ref": [tmp_path / "ref.extxyz"]}, "ref", models={"ref": EMT()})
