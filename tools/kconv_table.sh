@@ -8,7 +8,9 @@ D=data/ag3sbri
 G=$D/relaxed.extxyz,$D/relaxed_rattle.extxyz,$D/relaxed_rattle_mixed.extxyz,$D/md_check_eg_map_rattle.extxyz,$D/kconv_cell_gamma.extxyz,$D/static_cells.extxyz,$D/md_check_paper300.extxyz
 if [ -f $D/kmesh_gamma.extxyz ]; then G=$G,$D/kmesh_gamma.extxyz; fi
 K2=$D/kconv_k2.extxyz,$D/kconv_cell_k2.extxyz
-if [ -f $D/kmesh_k2.extxyz ]; then K2=$K2,$D/kmesh_k2.extxyz; fi
+for f in $D/kmesh_k2.extxyz $D/kmesh_k2.shard0of2.extxyz $D/kmesh_k2.shard1of2.extxyz; do
+  if [ -f $f ]; then K2=$K2,$f; fi
+done
 EXTRA=""
 if [ -f $D/kconv_ecut450.extxyz ]; then EXTRA="$EXTRA --setting ecut450=$D/kconv_ecut450.extxyz"; fi
 if [ -f $D/kconv_k2shift.extxyz ]; then EXTRA="$EXTRA --setting k2shift=$D/kconv_k2shift.extxyz"; fi

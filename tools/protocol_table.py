@@ -46,10 +46,10 @@ def references(files, hse, pbe) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_average(folder: Path, discard_fs: float, hse) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_average(folder: Path, discard_fs: float, hse, until_fs: float = np.inf) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, running = [], []
     for path in sorted(glob.glob(str(folder / "md" / "*_T*.extxyz"))):
-        frames = read_trajectory(path)
+        frames = [f for f in read_trajectory(path) if f.info["time_fs"] <= until_fs]
         t = np.array([f.info["time_fs"] for f in frames])
         gaps = hse.predict(frames)
         kept = t >= discard_fs
@@ -114,6 +114,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path)
     parser.add_argument("--discard-fs", type=float, default=1000.0)
+    parser.add_argument("--until-fs", type=float, default=np.inf, help="only frames up to this time (two runs of "
+                        "different length compared over one window)")
     parser.add_argument("--dft")
     parser.add_argument("--references", nargs="*", default=[])
     parser.add_argument("--hse06", default="models/gnn_gap_hse06")
@@ -126,8 +128,8 @@ def main(argv=None) -> int:
         print("## Eg(0) of each reference\n")
         print(references(args.references, hse, pbe).to_markdown(index=False, floatfmt=".3f"))
     if args.run:
-        summary, running = run_average(args.run, args.discard_fs, hse)
-        print(f"\n## <Eg> of {args.run} after {args.discard_fs:g} fs (model)\n")
+        summary, running = run_average(args.run, args.discard_fs, hse, args.until_fs)
+        print(f"\n## <Eg> of {args.run} from {args.discard_fs:g} to {args.until_fs:g} fs (model)\n")
         print(summary.to_markdown(index=False, floatfmt=".3f"))
         if args.running_csv:
             running.to_csv(args.running_csv, index=False)
