@@ -149,3 +149,40 @@ def test_relaxed_set_has_every_inequivalent_decoration_once():
     expected = {d.config_id for k in range(9) for d in system.decorations(k)}
     labelled = [a.info["config_id"] for a in read_dataset(path, gaps=["pbesol", "hse06"])]
     assert sorted(labelled) == sorted(expected) and len(expected) == 22
+
+
+MESH_SETS = [("kconv_k2.extxyz", "kconv_structures.extxyz"), ("kconv_cell_k2.extxyz", "kconv_cell_structures.extxyz"),
+             ("kmesh_k2.extxyz", "kmesh_structures.extxyz"), ("kconv_k2shift.extxyz", "kconv_structures.extxyz"),
+             ("kconv_ecut450.extxyz", "kconv_structures.extxyz")]
+
+
+@pytest.mark.parametrize("name, inputs", MESH_SETS)
+def test_k_point_and_cutoff_labels_are_their_inputs_at_their_own_setting(name, inputs):
+    """The convergence study's labels: exactly their input structures, PBEsol energy, forces, stress and gap, and
+    label settings that differ from the bundled Γ-only dataset's (so that nothing merges them with it)."""
+    from capml.io.shards import shard_files
+
+    path = DATA / name
+    parts = ([path] if path.is_file() else []) + shard_files(path)
+    if not parts:
+        pytest.skip(f"{path}: not labelled yet")
+    source = {a.info["structure_id"]: a for a in read_structures(DATA / inputs)}
+    gamma = read_settings(DATASET).fidelities["pbesol"]
+    for part in parts:
+        settings = read_settings(part).fidelities["pbesol"]
+        assert settings != gamma and settings["xc"] == gamma["xc"]
+        for atoms in read_dataset(part, gaps=["pbesol"]):
+            origin = source[atoms.info["structure_id"]]
+            assert np.allclose(atoms.positions, origin.positions) and np.allclose(atoms.cell, origin.cell)
+
+
+def test_the_mlip_refit_sets_are_disjoint_and_never_pooled_with_the_gamma_only_sets():
+    train = {a.info["structure_id"] for a in read_dataset(DATA / "kmesh_train.extxyz")}
+    held = {a.info["structure_id"] for a in read_dataset(DATA / "kmesh_heldout.extxyz")}
+    assert held and not train & held
+    assert {"static_min_Ag3SI", "static_min_Ag3SBr"} <= held
+    from capml.cli import CONFIG_DIR
+    from omegaconf import OmegaConf
+
+    pooled = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "system" / "ag3sbri.yaml").labelled_sets)
+    assert pooled and not [p for p in pooled if "kmesh" in p or "kconv" in p]
