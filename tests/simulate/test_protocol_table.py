@@ -35,3 +35,26 @@ def test_protocol_table_averages_runs_and_puts_dft_beside_the_ensemble(pipeline_
     assert first["dft_mean_eV"] == np.mean([a.info["gap_hse06"] for a in same_x])
     protocol_table.plot(running, None, tmp_path / "running.png", protocol_table.PAPER_MARKS)
     assert (tmp_path / "running.png").stat().st_size > 10_000
+
+
+def test_until_fs_keeps_one_window_and_npt_cell_reads_the_cell_of_each_frame(pipeline_run):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import npt_cell
+    import protocol_table
+
+    from capml.models.predict import GapPredictor
+    from capml.simulate.md import read_trajectory
+
+    hse = GapPredictor.from_checkpoint(ROOT / "models" / "gnn_gap_hse06")
+    frames = read_trajectory(pipeline_run / "md" / "k0of8_d0_T300.extxyz")
+    times = [f.info["time_fs"] for f in frames]
+    until = times[len(times) // 2]
+    summary, _ = protocol_table.run_average(pipeline_run, times[1], hse, until_fs=until)
+    window = [f for f in frames if times[1] <= f.info["time_fs"] <= until]
+    row = summary[summary["config_id"] == "k0of8_d0"].iloc[0]
+    assert abs(row["mean_eV"] - hse.predict(window).mean()) < 1e-6
+    table = npt_cell.cell_table([pipeline_run], times[1], until, n_cells=8, block_fs=1000.0)
+    mine = table[table["trajectory"] == "k0of8_d0_T300"].iloc[0]
+    # NVT: the cell never moves, so every frame's a is the first frame's
+    assert abs(mine["a_mean_A"] - (frames[0].get_volume() / 8) ** (1 / 3)) < 1e-9
+    assert mine["a_min_A"] == mine["a_max_A"] == mine["a_start_A"]
