@@ -167,6 +167,17 @@ def setting_summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def name_value_pairs(items: Sequence[str] | None, flag: str) -> dict[str, str]:
+    """Command-line items NAME=VALUE as a dict; InputError naming ``flag`` for any other shape."""
+    out = {}
+    for item in items or ():
+        name, _, value = item.partition("=")
+        if not name or not value:
+            raise InputError(f"{flag} {item!r}: expected NAME=VALUE")
+        out[name] = value
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("structures", nargs="+", help="the structures labelled at the settings (extxyz files, "
@@ -180,17 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--csv", help="write the table here")
     args = parser.parse_args(argv)
     try:
-        settings = {}
-        for item in args.setting:
-            name, _, files = item.partition("=")
-            if not name or not files:
-                raise InputError(f"--setting {item!r}: expected NAME=FILE[,FILE...]")
-            settings[name] = files.split(",")
+        settings = {name: files.split(",") for name, files in name_value_pairs(args.setting, "--setting").items()}
         models = {}
-        for item in args.model:
-            name, _, path = item.partition("=")
-            if not name or not path:
-                raise InputError(f"--model {item!r}: expected NAME=MODEL")
+        for name, path in name_value_pairs(args.model, "--model").items():
             from capml.mlip.calculator import mace_calculator
 
             models[name] = mace_calculator(path)

@@ -32,7 +32,7 @@ from ase import Atoms
 from ase.io import read, write
 
 from capml.errors import InputError
-from capml.labels.convergence import labelled_frames
+from capml.labels.convergence import labelled_frames, name_value_pairs
 from capml.phonons import full_force_constants, gamma_modes, harmonic_phonons, mode_frequency_from_forces, mode_probe
 
 EIGENVECTOR_KEY = "probe_eigenvector"
@@ -99,7 +99,7 @@ def soft_mode_table(probes: Sequence[Atoms], dft: Mapping[str, Sequence[str | Pa
             atoms = probe.copy()
             atoms.calc = calculator
             row = _row(probe, name, "mlip", atoms.get_forces(), float(atoms.get_potential_energy()))
-            ideal = next(p for p in probes if p.info["kconv_ideal"] == probe.info["kconv_ideal"]).copy()
+            ideal = probe.copy()  # the probe less its own displacement
             ideal.positions -= ideal.info["probe_q_A_sqrt_amu"] * ideal.arrays[EIGENVECTOR_KEY] \
                 / np.sqrt(ideal.get_masses())[:, None]
             ideal.calc = calculator
@@ -121,16 +121,6 @@ def _row(probe: Atoms, method: str, kind: str, forces: np.ndarray, energy_eV: fl
             "frequency_forces_THz": mode_frequency_from_forces(forces, probe.get_masses(),
                                                                probe.arrays[EIGENVECTOR_KEY], q),
             "energy_eV": energy_eV}
-
-
-def _pairs(items: Sequence[str] | None, flag: str) -> dict[str, str]:
-    out = {}
-    for item in items or ():
-        name, _, value = item.partition("=")
-        if not name or not value:
-            raise InputError(f"{flag} {item!r}: expected NAME=PATH")
-        out[name] = value
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,8 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"Q = {p.info['probe_q_A_sqrt_amu']:.4f} Å sqrt(amu)")
             return 0
         probes = read(args.probes, ":")
-        dft = {name: files.split(",") for name, files in _pairs(args.dft, "--dft").items()}
-        models = {name: mace_calculator(path) for name, path in _pairs(args.model, "--model").items()}
+        dft = {name: files.split(",") for name, files in name_value_pairs(args.dft, "--dft").items()}
+        models = {name: mace_calculator(path) for name, path in name_value_pairs(args.model, "--model").items()}
         table = soft_mode_table(probes, dft, models)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
