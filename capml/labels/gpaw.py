@@ -1,5 +1,5 @@
 """GPAW labels: plane-wave PBEsol energy, forces, stress and gap, plus an optional non-self-consistent
-HSE06 gap on the same ground state.
+hybrid gap (HSE06 by default, or HSEsol, the paper's functional) on the same ground state.
 
 gpaw-data ships PBE datasets only; PBEsol ones are generated offline with GPAW's own generator
 (``gpaw dataset -f PBEsol -w El``, default parameters) into a cache folder put first on the setup path.
@@ -8,6 +8,7 @@ Hybrid stress from GPAW is wrong, so the hybrid fidelity contributes only a gap.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -22,6 +23,25 @@ from ase import Atoms
 from capml.errors import InputError
 from capml.labels.bandgap import band_gap, calculator_eigenvalues
 from capml.labels.base import Labeller, Labels
+
+# Hybrids capml adds to the ones GPAW knows by name (HSE06, HSE03, PBE0, ...): libxc name of the semi-local part,
+# exact-exchange fraction, screening (1/bohr), Yukawa. HSEsol: HSE06's screened exchange on PBEsol (Schimka, Harl
+# and Kresse, J. Chem. Phys. 134, 024116 (2011)), the functional of the Ag3SBr(x)I(1-x) paper.
+EXTRA_HYBRIDS = {"HSEsol": ("HYB_GGA_XC_HSE_SOL", 0.25, 0.11, False)}
+
+
+@contextlib.contextmanager
+def hybrid_names():
+    """Let GPAW's non-self-consistent hybrid eigenvalues take the names of ``EXTRA_HYBRIDS`` as well."""
+    import gpaw.hybrids.eigenvalues as module
+
+    known = module.parse_name
+    module.parse_name = lambda name: EXTRA_HYBRIDS[name] if name in EXTRA_HYBRIDS else known(name)
+    try:
+        yield
+    finally:
+        module.parse_name = known
+
 
 # Functionals whose PAW datasets gpaw-data ships; others are generated.
 SHIPPED_SETUPS = {"LDA", "PBE"}
@@ -164,7 +184,8 @@ class GPAWLabeller(Labeller):
         filled = (occs > 0.5).sum(axis=-1)
         n1 = max(int(filled.min()) - self.hybrid_band_window, 0)
         n2 = min(int(filled.max()) + self.hybrid_band_window, occs.shape[-1])
-        e_dft, v_dft, v_hyb = non_self_consistent_eigenvalues(calc, self.hybrid, n1=n1, n2=n2)
+        with hybrid_names():
+            e_dft, v_dft, v_hyb = non_self_consistent_eigenvalues(calc, self.hybrid, n1=n1, n2=n2)
         # aufbau: a state the GGA fills can land above one it leaves empty (seen in a 600 K cell whose GGA
         # gap, 0.01 eV, lies between two valence-like states); the hybrid gap fills the lowest states instead
         return band_gap(e_dft - v_dft + v_hyb, occs[..., n1:n2], aufbau=True).gap_eV

@@ -34,14 +34,34 @@ def pick_snapshots(runs: Sequence[tuple[str, Sequence[Atoms]]], per_run: int, pr
             raise InputError(f"trajectory {name}: {len(frames)} frame(s), expected an MD run; run `simulate.py "
                              "stage=md` first")
         positions = np.unique(np.linspace(0, len(frames) - 1, per_run + 1)[1:].round().astype(int))
-        for k in positions:
-            atoms = Atoms(frames[k].numbers, frames[k].positions, cell=frames[k].cell, pbc=frames[k].pbc)
-            time_fs = float(frames[k].info.get("time_fs", k))
-            atoms.info.update(structure_id=f"{prefix}{name}_t{time_fs:g}fs", system=name, time_fs=time_fs,
-                              md_kinetic_temperature_K=float(frames[k].info.get("kinetic_temperature_K", np.nan)),
-                              config_id=f"{prefix}{name}", sampling="md")
-            picked.append(atoms)
+        picked += [snapshot(frames[k], name, prefix) for k in positions]
     return picked
+
+
+def snapshots_at(runs: Sequence[tuple[str, Sequence[Atoms]]], times_fs: Sequence[float], prefix: str = "",
+                 where: str = "") -> list[Atoms]:
+    """The frames of each trajectory at exactly the MD times ``times_fs`` (decorrelated snapshots chosen by the
+    study, e.g. one every 1.5 ps after equilibration), ids as in :func:`pick_snapshots`."""
+    picked = []
+    for name, frames in runs:
+        by_time = {float(f.info["time_fs"]): f for f in frames}
+        missing = [t for t in times_fs if float(t) not in by_time]
+        if missing:
+            saved = sorted(by_time)
+            raise InputError(f"{where or name}: trajectory {name} has no frame at {missing} fs (saved: "
+                             f"{saved[0]:g}..{saved[-1]:g} fs every {saved[1] - saved[0]:g} fs)")
+        picked += [snapshot(by_time[float(t)], name, prefix) for t in times_fs]
+    return picked
+
+
+def snapshot(frame: Atoms, name: str, prefix: str = "") -> Atoms:
+    """One MD frame as a structure to label: positions and cell only, with the run it came from."""
+    atoms = Atoms(frame.numbers, frame.positions, cell=frame.cell, pbc=frame.pbc)
+    time_fs = float(frame.info.get("time_fs", 0.0))
+    atoms.info.update(structure_id=f"{prefix}{name}_t{time_fs:g}fs", system=name, time_fs=time_fs,
+                      md_kinetic_temperature_K=float(frame.info.get("kinetic_temperature_K", np.nan)),
+                      config_id=f"{prefix}{name}", sampling="md")
+    return atoms
 
 
 def compare(labelled: Sequence[Atoms], calculator, gap_model) -> pd.DataFrame:
@@ -93,3 +113,52 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    """``python -m capml.simulate.md_check RUN OUT --times-fs T ...``: the snapshots of every trajectory of a
+    simulate.py run (``RUN/md``) at the given MD times, as a structures file for ``stage=label``; frames already in
+    OUT (by structure_id) are kept and not written twice, so a longer run adds its later snapshots."""
+    import argparse
+
+    import sys
+
+    from capml.io.contract import read_dataset, write_dataset
+    from capml.simulate.md import read_trajectory
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path, help="a simulate.py workdir with md/ and configurations/")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--times-fs", type=float, nargs="+", required=True)
+    parser.add_argument("--prefix", default="")
+    args = parser.parse_args(argv)
+    try:
+        table = args.run / "configurations" / "energies.csv"
+        if not table.is_file():
+            raise InputError(f"{table}: not found; expected a simulate.py run after stage=configurations")
+        x_of = dict(pd.read_csv(table)[["config_id", "x"]].itertuples(index=False))
+        runs = []
+        for path in sorted((args.run / "md").glob("*_T*.extxyz")):
+            cid, temperature = path.stem.split("_T")[0], path.stem.split("_T")[1].split("_")[0]
+            runs.append((path.stem, read_trajectory(path), cid, float(temperature)))
+        if not runs:
+            raise InputError(f"{args.run / 'md'}: no trajectories; run `simulate.py stage=md` first")
+        new = snapshots_at([(name, frames) for name, frames, _, _ in runs], args.times_fs, args.prefix, str(args.run))
+        meta = {name: (cid, t) for name, _, cid, t in runs}
+        for atoms in new:
+            cid, temperature = meta[atoms.info["system"]]
+            atoms.info.update(x=float(x_of[cid]), temperature=temperature,
+                              source=f"{args.run} {atoms.info['system']} at {atoms.info['time_fs']:g} fs")
+        old = read_dataset(args.out, require=[]) if args.out.exists() else []
+        have = {a.info["structure_id"] for a in old}
+        added = [a for a in new if a.info["structure_id"] not in have]
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    write_dataset(args.out, list(old) + added)
+    print(f"{args.out}: {len(added)} snapshots added ({len(old) + len(added)} in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -57,6 +57,32 @@ def test_pick_snapshots_spacing_and_errors():
         pick_snapshots([("run", frames[:1])], 2)
 
 
+def test_snapshots_at_given_times_from_the_command_line_add_only_new_ones(pipeline_run, tmp_path, capsys):
+    from ase.io import read
+
+    from capml.simulate.md_check import main
+
+    out = tmp_path / "snapshots.extxyz"
+    assert main([str(pipeline_run), str(out), "--times-fs", "40", "--prefix", "p_"]) == 0
+    first = read(out, ":")
+    systems = sorted(p.stem for p in (pipeline_run / "md").glob("*_T*.extxyz"))
+    assert [a.info["system"] for a in first] == systems  # one per trajectory
+    energies = pd.read_csv(pipeline_run / "configurations" / "energies.csv").set_index("config_id")["x"]
+    for atoms in first:  # positions, composition and temperature of that very frame of that trajectory
+        frame, = [f for f in read_trajectory(trajectory_path(pipeline_run / "md", atoms.info["system"]))
+                  if f.info["time_fs"] == 40.0]
+        assert np.allclose(atoms.positions, frame.positions) and atoms.info["structure_id"].endswith("_t40fs")
+        cid, temperature = atoms.info["system"].split("_T")
+        assert atoms.info["x"] == energies[cid] and atoms.info["temperature"] == float(temperature.split("_")[0])
+    assert main([str(pipeline_run), str(out), "--times-fs", "40", "80", "--prefix", "p_"]) == 0
+    again = read(out, ":")
+    assert len(again) == 2 * len(first) and [a.info["structure_id"] for a in again[:len(first)]] == \
+        [a.info["structure_id"] for a in first]  # the 40 fs frames are kept, not written twice
+    before = out.read_bytes()
+    assert main([str(pipeline_run), str(out), "--times-fs", "41"]) == 2
+    assert "has no frame at [41.0] fs" in capsys.readouterr().err and out.read_bytes() == before
+
+
 def test_a_gap_model_is_compared_only_with_its_own_fidelity(trained_run, gap_dataset, mace_model_path):
     from capml.io.contract import read_dataset
     from capml.mlip.calculator import mace_calculator
