@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import re
 import sys
 from pathlib import Path
 
@@ -83,6 +84,14 @@ def dft_check(path, hse) -> pd.DataFrame:
     return summary
 
 
+def snapshot_time_fs(atoms) -> float:
+    """MD time of a snapshot: its ``time_fs``, or the "_t<time>fs" ending of its structure_id (older files)."""
+    if "time_fs" in atoms.info:
+        return float(atoms.info["time_fs"])
+    match = re.search(r"_t([0-9.]+)fs$", str(atoms.info.get("structure_id", "")))
+    return float(match.group(1)) if match else np.nan
+
+
 def plot(running: pd.DataFrame, dft: pd.DataFrame | None, path: Path,
          marks: dict[float, dict[str, float]] | None = None) -> None:
     """Running mean of the ensemble's gap against simulated time (one line per replica), the DFT snapshots at their
@@ -138,7 +147,7 @@ def main(argv=None) -> int:
             if args.dft:
                 frames = [a for a in read(args.dft, ":") if "gap_hse06" in a.info]
                 dft = pd.DataFrame({"x": [float(a.info["x"]) for a in frames],
-                                    "time_ps": [float(a.info.get("time_fs", np.nan)) / 1000 for a in frames],
+                                    "time_ps": [snapshot_time_fs(a) / 1000 for a in frames],
                                     "dft_hse06_eV": [float(a.info["gap_hse06"]) for a in frames]})
             plot(running, dft, Path(args.plot), PAPER_MARKS)
     if args.dft:

@@ -58,3 +58,13 @@ def test_until_fs_keeps_one_window_and_npt_cell_reads_the_cell_of_each_frame(pip
     # NVT: the cell never moves, so every frame's a is the first frame's
     assert abs(mine["a_mean_A"] - (frames[0].get_volume() / 8) ** (1 / 3)) < 1e-9
     assert mine["a_min_A"] == mine["a_max_A"] == mine["a_start_A"]
+
+
+def test_snapshot_time_from_info_or_from_the_id():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import protocol_table
+    from ase import Atoms
+
+    assert protocol_table.snapshot_time_fs(Atoms(info={"time_fs": 40.0, "structure_id": "a_t50fs"})) == 40.0
+    assert protocol_table.snapshot_time_fs(Atoms(info={"structure_id": "paper300kmesh_k0of8_d0_r1_t2500fs"})) == 2500.0
+    assert np.isnan(protocol_table.snapshot_time_fs(Atoms(info={"structure_id": "static_paper_Ag3SI"})))
