@@ -22,7 +22,7 @@ import pytest
 
 from tests.cli_runner import run_cli
 
-from capml.cli import PENDING
+from capml.io.records import PENDING
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD_LABELLER = ["labels=ase", "labels.labeller.calculator._target_=capml.nonexistent.Calculator"]

@@ -16,7 +16,6 @@ missing.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from ase.io import read
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from capml.errors import InputError  # noqa: E402
+from capml.io.rows import RowLog  # noqa: E402
 from capml.labels.bandgap import band_gap, calculator_eigenvalues  # noqa: E402
 from capml.labels.gpaw import EXTRA_HYBRIDS, GPAWLabeller, ensure_setups  # noqa: E402
 
@@ -59,15 +59,15 @@ def self_consistent_gap(atoms: Atoms, k: int, hybrid: str, ecut_eV: float, txt: 
     from gpaw.hybrids import HybridXC
 
     if hybrid in EXTRA_HYBRIDS:
-        name, fraction, omega, _ = EXTRA_HYBRIDS[hybrid]
-        base = "PBEsol" if "SOL" in name else "PBE"
+        functional = EXTRA_HYBRIDS[hybrid]
+        base = functional.setups
 
         class Named(HybridXC):
             def get_setup_name(self):
                 return base
 
         ensure_setups(atoms.get_chemical_symbols(), base)
-        xc = Named(name, fraction, omega)
+        xc = Named(functional.libxc, functional.exx_fraction, functional.omega_per_bohr)
     else:
         xc = HybridXC(hybrid)
     calc = GPAW(mode=PW(ecut_eV), xc=xc, kpts={"size": (k, k, k), "gamma": True}, occupations=FermiDirac(0.01),
@@ -98,15 +98,12 @@ def main(argv=None) -> int:
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    done = set()
-    if out.exists():
-        with out.open() as f:
-            done = {(r["structure_id"], int(r["kpts"]), r["scf"], r["hybrid"]) for r in csv.DictReader(f)}
+    table = RowLog(args.out, FIELDS)
+    done = table.done("structure_id", "kpts", "scf", "hybrid")
     for sid in args.ids:
         cell = primitive(frames[sid])
         for k, scf, hybrid in runs:
-            if (sid, k, scf, hybrid) in done:
+            if (sid, str(k), scf, hybrid) in done:
                 continue
             txt = str(Path(args.log_dir) / f"{sid}_k{k}_{scf}_{hybrid}.txt") if args.log_dir else None
             start = time.time()
@@ -121,12 +118,7 @@ def main(argv=None) -> int:
                 gap, iterations = self_consistent_gap(cell, k, hybrid, args.ecut, txt)
                 row.update(gap_pbesol_eV=np.nan, gap_hybrid_eV=gap, iterations=iterations)
             row["seconds"] = round(time.time() - start, 1)
-            new = not out.exists()
-            with out.open("a", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=FIELDS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+            table.append(row)
             print(", ".join(f"{key}={value}" for key, value in row.items()), flush=True)
     return 0
 

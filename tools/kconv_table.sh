@@ -8,7 +8,7 @@ D=data/ag3sbri
 G=$D/relaxed.extxyz,$D/relaxed_rattle.extxyz,$D/relaxed_rattle_mixed.extxyz,$D/md_check_eg_map_rattle.extxyz,$D/kconv_cell_gamma.extxyz,$D/static_cells.extxyz,$D/md_check_paper300.extxyz
 if [ -f $D/kmesh_gamma.extxyz ]; then G=$G,$D/kmesh_gamma.extxyz; fi
 K2=$D/kconv_k2.extxyz,$D/kconv_cell_k2.extxyz
-for f in $D/kmesh_k2.extxyz $D/kmesh_k2.shard0of2.extxyz $D/kmesh_k2.shard1of2.extxyz; do
+for f in $D/kmesh_k2.extxyz $D/kmesh_k2.shard*of*.extxyz; do  # merged, or shards still being labelled
   if [ -f $f ]; then K2=$K2,$f; fi
 done
 EXTRA=""

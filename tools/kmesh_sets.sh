@@ -6,7 +6,7 @@ set -e
 cd "$(dirname "$0")/.."
 D=data/ag3sbri
 INPUTS="$D/kconv_k2.extxyz $D/kconv_cell_k2.extxyz"
-for f in $D/kmesh_k2.extxyz $D/kmesh_k2.shard0of2.extxyz $D/kmesh_k2.shard1of2.extxyz; do
+for f in $D/kmesh_k2.extxyz $D/kmesh_k2.shard*of*.extxyz; do  # merged, or shards still being labelled
   if [ -f "$f" ]; then INPUTS="$INPUTS $f"; fi
 done
 HELD=""

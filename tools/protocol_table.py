@@ -8,7 +8,8 @@ bundled gap ensembles and from DFT on the very same structures.
 - references: every labelled end-member structure of the given files (x = 0 or 1), its DFT gaps beside the
   ensembles' (HSE06 ± calibrated spread, PBEsol);
 - run: per composition, the ensemble's <Eg> over every MD frame after ``--discard-fs`` of every replica (replicas'
-  spread as the error), and its running mean against simulated time;
+  spread as the error, their range beside it), and its running mean against simulated time; several run folders
+  (independent seeds of one protocol) pool their replicas;
 - dft: the DFT gaps of labelled MD snapshots and the ensemble on the same snapshots (the model's error split from
   the protocol's).
 """
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from capml.models.predict import GapPredictor  # noqa: E402
 from capml.simulate.md import read_trajectory  # noqa: E402
+from capml.simulate.run import MDRun  # noqa: E402
 
 NAMES = {0.0: "Ag3SI", 1.0: "Ag3SBr"}
 # Eg at 300 K (eV): the paper's Table 1 (experiment and its ML workflow)
@@ -47,25 +49,31 @@ def references(files, hse, pbe) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_average(folder: Path, discard_fs: float, hse, until_fs: float = np.inf) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_average(folders: Path | list[Path], discard_fs: float, hse,
+                until_fs: float = np.inf) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per configuration and temperature, <Eg> over every replica of every run folder (independent seeds), with
+    the replicas' standard error and range (largest minus smallest replica mean); and each replica's running mean."""
+    folders = [folders] if isinstance(folders, Path) else list(folders)
     rows, running = [], []
-    for path in sorted(glob.glob(str(folder / "md" / "*_T*.extxyz"))):
-        frames = [f for f in read_trajectory(path) if f.info["time_fs"] <= until_fs]
-        t = np.array([f.info["time_fs"] for f in frames])
-        gaps = hse.predict(frames)
-        kept = t >= discard_fs
-        parts = Path(path).stem.split("_")
-        replica = parts.pop() if parts[-1].startswith("r") and parts[-1][1:].isdigit() else "r0"
-        cid, temperature = "_".join(parts[:-1]), parts[-1]
-        rows.append({"config_id": cid, "temperature": temperature, "replica": replica, "ps": t.max() / 1000,
-                     "mean_eV": gaps[kept].mean()})
-        cumulative = np.cumsum(gaps[kept]) / np.arange(1, kept.sum() + 1)
-        running += [{"config_id": cid, "replica": replica, "time_ps": tt / 1000, "running_mean_eV": c}
-                    for tt, c in zip(t[kept], cumulative)]
+    for folder in folders:
+        for path in sorted(glob.glob(str(folder / "md" / "*_T*.extxyz"))):
+            frames = [f for f in read_trajectory(path) if f.info["time_fs"] <= until_fs]
+            t = np.array([f.info["time_fs"] for f in frames])
+            gaps = hse.predict(frames)
+            kept = t >= discard_fs
+            run = MDRun.from_name(Path(path).stem)
+            cid, temperature = run.config_id, f"T{run.temperature_K:g}"
+            replica = f"r{run.replica}" if len(folders) == 1 else f"{folder.name}/r{run.replica}"
+            rows.append({"config_id": cid, "temperature": temperature, "replica": replica, "ps": t.max() / 1000,
+                         "mean_eV": gaps[kept].mean()})
+            cumulative = np.cumsum(gaps[kept]) / np.arange(1, kept.sum() + 1)
+            running += [{"config_id": cid, "replica": replica, "time_ps": tt / 1000, "running_mean_eV": c}
+                        for tt, c in zip(t[kept], cumulative)]
     per_replica = pd.DataFrame(rows)
     summary = per_replica.groupby(["config_id", "temperature"]).agg(
         replicas=("mean_eV", "size"), ps=("ps", "min"), mean_eV=("mean_eV", "mean"),
-        stderr_eV=("mean_eV", lambda v: v.std(ddof=1) / np.sqrt(len(v)))).reset_index()
+        stderr_eV=("mean_eV", lambda v: v.std(ddof=1) / np.sqrt(len(v))),
+        range_eV=("mean_eV", lambda v: v.max() - v.min())).reset_index()
     return summary, pd.DataFrame(running)
 
 
@@ -121,7 +129,8 @@ def plot(running: pd.DataFrame, dft: pd.DataFrame | None, path: Path,
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path)
+    parser.add_argument("--run", type=Path, nargs="+", help="simulate.py run folders; several: independent seeds "
+                        "of one protocol, their replicas pooled")
     parser.add_argument("--discard-fs", type=float, default=1000.0)
     parser.add_argument("--until-fs", type=float, default=np.inf, help="only frames up to this time (two runs of "
                         "different length compared over one window)")
@@ -138,7 +147,8 @@ def main(argv=None) -> int:
         print(references(args.references, hse, pbe).to_markdown(index=False, floatfmt=".3f"))
     if args.run:
         summary, running = run_average(args.run, args.discard_fs, hse, args.until_fs)
-        print(f"\n## <Eg> of {args.run} from {args.discard_fs:g} to {args.until_fs:g} fs (model)\n")
+        names = ", ".join(str(r) for r in args.run)
+        print(f"\n## <Eg> of {names} from {args.discard_fs:g} to {args.until_fs:g} fs (model)\n")
         print(summary.to_markdown(index=False, floatfmt=".3f"))
         if args.running_csv:
             running.to_csv(args.running_csv, index=False)

@@ -15,7 +15,6 @@ The settings are conf/labels/gpaw.yaml's (PBEsol, 350 eV, Γ-centred mesh ``--kp
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from ase.io import read
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from capml.io.rows import RowLog  # noqa: E402
 from capml.labels.bandgap import band_gap, calculator_eigenvalues  # noqa: E402
 from capml.labels.gpaw import GPAWLabeller  # noqa: E402
 
@@ -49,11 +49,8 @@ def main(argv=None) -> int:
     from gpaw.hybrids.eigenvalues import non_self_consistent_eigenvalues
     from gpaw.spinorbit import soc_eigenstates
 
-    out = Path(args.out)
-    done = set()
-    if out.exists():
-        with out.open() as f:
-            done = {row["structure_id"] for row in csv.DictReader(f)}
+    table = RowLog(args.out, FIELDS)
+    done = {sid for sid, in table.done("structure_id")}
     frames = [a for a in read(args.structures, ":") if str(a.info["structure_id"]) not in done]
     labeller = GPAWLabeller(kpts_size=[args.kpts] * 3)
     for k, atoms in enumerate(frames[:args.limit]):
@@ -77,12 +74,7 @@ def main(argv=None) -> int:
                "gap_hse06_eV": band_gap(e_hyb, occs[..., n1:n2], aufbau=True).gap_eV,
                "gap_hse06_soc_window_eV": soc_gap(hybrid, 2 * (n_occ - n1)),
                "seconds": round(time.time() - start, 1)}
-        new = not out.exists()
-        with out.open("a", newline="") as f:
-            writer = csv.DictWriter(f, FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        table.append(row)
         print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     return 0
 

@@ -1,6 +1,7 @@
 """Datasets on disk: the contract (:mod:`capml.io.contract`: REF_ labels, gaps per fidelity, a settings sidecar),
-structure files (:mod:`capml.io.extxyz`), shard files of label runs (:mod:`capml.io.shards`), splits, atomic writes
-and the maintenance command ``python -m capml.io.dataset``.
+structure files (:mod:`capml.io.extxyz`), shard files of label runs (:mod:`capml.io.shards`), splits, atomic writes,
+the records of a run (:mod:`capml.io.records`), tables written row by row (:mod:`capml.io.rows`) and the
+maintenance command ``python -m capml.io.dataset``.
 
 Names are loaded on first use, so that importing one small module of the package (atomic writes, JSON) loads no
 ASE, and ``python -m capml.io.dataset`` runs the module without importing it twice.

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from typing import NamedTuple
+
 import numpy as np
 from ase import Atoms
 
@@ -24,10 +26,20 @@ from capml.errors import InputError
 from capml.labels.bandgap import band_gap, calculator_eigenvalues
 from capml.labels.base import Labeller, Labels
 
-# Hybrids capml adds to the ones GPAW knows by name (HSE06, HSE03, PBE0, ...): libxc name of the semi-local part,
-# exact-exchange fraction, screening (1/bohr), Yukawa. HSEsol: HSE06's screened exchange on PBEsol (Schimka, Harl
-# and Kresse, J. Chem. Phys. 134, 024116 (2011)), the functional of the Ag3SBr(x)I(1-x) paper.
-EXTRA_HYBRIDS = {"HSEsol": ("HYB_GGA_XC_HSE_SOL", 0.25, 0.11, False)}
+class Hybrid(NamedTuple):
+    """A hybrid functional as GPAW's hybrid code takes it (the first four fields), and the semi-local functional
+    whose PAW setups go with it in a self-consistent calculation."""
+
+    libxc: str              # libxc name of the semi-local part
+    exx_fraction: float
+    omega_per_bohr: float   # screening
+    yukawa: bool
+    setups: str
+
+
+# Hybrids capml adds to the ones GPAW knows by name (HSE06, HSE03, PBE0, ...). HSEsol: HSE06's screened exchange on
+# PBEsol (Schimka, Harl and Kresse, J. Chem. Phys. 134, 024116 (2011)), the functional of the Ag3SBr(x)I(1-x) paper.
+EXTRA_HYBRIDS = {"HSEsol": Hybrid("HYB_GGA_XC_HSE_SOL", 0.25, 0.11, False, setups="PBEsol")}
 
 
 @contextlib.contextmanager
@@ -36,7 +48,7 @@ def hybrid_names():
     import gpaw.hybrids.eigenvalues as module
 
     known = module.parse_name
-    module.parse_name = lambda name: EXTRA_HYBRIDS[name] if name in EXTRA_HYBRIDS else known(name)
+    module.parse_name = lambda name: tuple(EXTRA_HYBRIDS[name][:4]) if name in EXTRA_HYBRIDS else known(name)
     try:
         yield
     finally:

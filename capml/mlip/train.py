@@ -25,7 +25,7 @@ from typing import Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from capml.cli import save_resolved_config
+from capml.io.records import save_resolved_config
 from capml.errors import InputError
 from capml.io.contract import ENERGY_KEY, FORCES_KEY, STRESS_KEY, refuse_mixed_settings
 from capml.mlip.data import GROUP_KEY, SplitFiles, plan_splits

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import WandbLogger
 
-from capml.cli import save_resolved_config
+from capml.io.records import resolved_record, save_resolved_config
 from capml.errors import InputError
 from capml.metrics import regression_metrics
 from capml.models.module import GraphRegressor, target_scaling_for
@@ -90,8 +90,8 @@ def resume_checkpoint(cfg: DictConfig, out: Path) -> str | None:
     saved = out / "train.config.yaml"
     comparable = lambda c: {k: v for k, v in c.items() if k != "trainer"} | {  # noqa: E731
         "trainer": {k: v for k, v in c.get("trainer", {}).items() if k != "max_epochs"}}
-    current = comparable(OmegaConf.to_container(cfg, resolve=True))
-    previous = comparable(OmegaConf.to_container(OmegaConf.load(saved), resolve=True)) if saved.is_file() else None
+    current = comparable(resolved_record(cfg))
+    previous = comparable(resolved_record(OmegaConf.load(saved))) if saved.is_file() else None
     if previous != current:
         differ = sorted(k for k in set(current) | set(previous or {}) if (previous or {}).get(k) != current.get(k))
         raise InputError(f"{last}: {out} holds a run with another config (differs in {differ}); resume it with the "

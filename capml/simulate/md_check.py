@@ -125,6 +125,7 @@ def main(argv=None) -> int:
 
     from capml.io.contract import read_dataset, write_dataset
     from capml.simulate.md import read_trajectory
+    from capml.simulate.run import MDRun
 
     parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
     parser.add_argument("run", type=Path, help="a simulate.py workdir with md/ and configurations/")
@@ -139,8 +140,8 @@ def main(argv=None) -> int:
         x_of = dict(pd.read_csv(table)[["config_id", "x"]].itertuples(index=False))
         runs = []
         for path in sorted((args.run / "md").glob("*_T*.extxyz")):
-            cid, temperature = path.stem.split("_T")[0], path.stem.split("_T")[1].split("_")[0]
-            runs.append((path.stem, read_trajectory(path), cid, float(temperature)))
+            run = MDRun.from_name(path.stem)
+            runs.append((path.stem, read_trajectory(path), run.config_id, run.temperature_K))
         if not runs:
             raise InputError(f"{args.run / 'md'}: no trajectories; run `simulate.py stage=md` first")
         new = snapshots_at([(name, frames) for name, frames, _, _ in runs], args.times_fs, args.prefix, str(args.run))

@@ -17,6 +17,7 @@ settings, so they run without Hydra::
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -42,6 +43,14 @@ class MDRun:
     @property
     def point(self) -> tuple[str, float]:
         return self.config_id, self.temperature_K
+
+    @classmethod
+    def from_name(cls, name: str) -> "MDRun":
+        """The run a trajectory's file stem names (``<config>_T<T>`` or ``<config>_T<T>_r<k>``)."""
+        match = re.fullmatch(r"(?P<config>.+)_T(?P<temperature>[0-9.]+)(?:_r(?P<replica>[0-9]+))?", name)
+        if match is None:
+            raise InputError(f"{name}: not an MD trajectory name; expected <config>_T<temperature>[_r<replica>]")
+        return cls(match["config"], float(match["temperature"]), int(match["replica"] or 0), name)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from capml.cli import run_record
+from capml.io.records import run_record
 from capml.errors import InputError
 from capml.io.contract import check_structure, read_dataset, write_dataset
 from capml.io.extxyz import read_structures

@@ -79,3 +79,21 @@ def test_no_committed_run_config_names_a_folder_of_the_machine_that_ran_it():
         values = list(strings(yaml.safe_load(path.read_text())))
         absolute = [v for v in values if str(ROOT) in v or "/work/main" in v]  # this checkout, or the one that made it
         assert absolute == [], f"{path.relative_to(ROOT)}: {absolute[:3]}"
+
+
+def test_a_run_record_names_checkout_files_portably_and_keeps_the_rest(tmp_path):
+    """save_resolved_config: the record of a run names files of the checkout as ``capml_root:<path>`` (resolved
+    back to the same files), and paths outside it and other values as they are."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    from capml.io.records import save_resolved_config
+
+    cfg = OmegaConf.create({"root": str(ROOT), "data": "${root}/data/ag3sbri/dataset.extxyz",
+                            "extra": ["${root}/models", str(tmp_path / "out")], "steps": 3,
+                            "note": f"not a path: {ROOT}/models"})
+    record = yaml.safe_load(save_resolved_config(cfg, tmp_path, "train").read_text())
+    assert record["data"] == "capml_root:data/ag3sbri/dataset.extxyz" and record["steps"] == 3
+    assert record["extra"] == ["capml_root:models", str(tmp_path / "out")] and record["note"] == cfg.note
+    assert resolve_path(record["data"]) == ROOT / "data" / "ag3sbri" / "dataset.extxyz"
+    assert resolve_path(record["root"]) == ROOT

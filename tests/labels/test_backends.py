@@ -74,7 +74,8 @@ def test_hsesol_gap_by_name(monkeypatch):
     these low ones) and well above PBEsol's."""
     from capml.labels import gpaw as module
 
-    monkeypatch.setitem(module.EXTRA_HYBRIDS, "HSE06-again", ("HYB_GGA_XC_HSE06", 0.25, 0.11, False))
+    hse06 = module.Hybrid("HYB_GGA_XC_HSE06", 0.25, 0.11, False, setups="PBE")
+    monkeypatch.setitem(module.EXTRA_HYBRIDS, "HSE06-again", hse06)
     si = bulk("Si", "diamond", a=5.43)
     gaps = {}
     for name in ("HSE06", "HSE06-again", "HSEsol"):

@@ -198,11 +198,13 @@ def test_eg_map_experiment_covers_every_composition_and_temperature(tmp_path):
     cfg = simulate_config(tmp_path, "experiment=eg_map")
     run = SimulationRun.from_config(cfg)
     assert cfg.stage == "pipeline" and run.compositions == list(range(9))  # all k/8 of the 2x2x2 cell
-    assert run.temperatures_K == [100.0, 200.0, 300.0, 400.0, 500.0, 600.0]
+    assert run.temperatures_K == [200.0, 300.0, 400.0, 600.0]  # the paper's
     assert cfg.simulate.md.replicas == 2 and cfg.simulate.gaps.discard_fs == "auto"
     # the static Vegard cells as 0 K reference (the default protocol), 2 fs steps (bench/bench_timestep.py), float32
     assert cfg.simulate.configurations.reference == "static" and run.gap_dtype == "float32"
-    assert cfg.simulate.md.timestep_fs * cfg.simulate.md.n_steps == 500.0  # fs per replica
+    # the default protocol's MD: the map and the demo answer with the same run length
+    demo = simulate_config(tmp_path).simulate.md
+    assert cfg.simulate.md.timestep_fs * cfg.simulate.md.n_steps == demo.timestep_fs * demo.n_steps == 2000.0
     assert cfg.simulate.md.timestep_fs * cfg.simulate.md.save_every_steps == 10.0  # fs between frames
 
 

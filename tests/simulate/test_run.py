@@ -10,7 +10,7 @@ import pytest
 
 from capml.errors import InputError
 from capml.simulate.pipeline import GapSettings, PipelineSettings, gaps
-from capml.simulate.run import SimulationRun
+from capml.simulate.run import MDRun, SimulationRun
 from capml.structures.system import load_system
 
 from .conftest import simulate_config, tiny_pipeline_overrides
@@ -53,3 +53,17 @@ def test_run_names_replicas_and_refuses_bad_plans(tmp_path):
         run.md_runs()  # nothing relaxed yet: the message names the stage to run
     with pytest.raises(InputError, match="simulate.gnn_checkpoint: not set"):
         run.gap_model()
+
+
+def test_md_run_from_its_trajectory_name_inverts_the_planned_names(tmp_path):
+    """The name a trajectory file carries gives back its run, whatever the configuration id contains (the
+    md_check and protocol-table tools read runs from file names)."""
+    system = load_system("ag3sbri")
+    for replicas in (1, 3):
+        run = SimulationRun(tmp_path, system, x=[0], temperatures_K=[300, 612.5], md_replicas=replicas)
+        planned = [MDRun(cid, t, k, run.point(cid, t) + ("" if replicas == 1 else f"_r{k}"))
+                   for t in (300.0, 612.5) for cid in ("k0of8_d0", "static_paper_Ag3SI", "k4of8_d12")
+                   for k in range(replicas)]
+        assert [MDRun.from_name(r.name) for r in planned] == planned
+    with pytest.raises(InputError, match="k0of8_d0_300.*<config>_T<temperature>"):
+        MDRun.from_name("k0of8_d0_300")

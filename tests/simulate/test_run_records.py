@@ -17,7 +17,7 @@ import yaml
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from capml.cli import PENDING
+from capml.io.records import PENDING
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
