@@ -153,7 +153,8 @@ def test_relaxed_set_has_every_inequivalent_decoration_once():
 
 MESH_SETS = [("kconv_k2.extxyz", "kconv_structures.extxyz"), ("kconv_cell_k2.extxyz", "kconv_cell_structures.extxyz"),
              ("kmesh_k2.extxyz", "kmesh_structures.extxyz"), ("kconv_k2shift.extxyz", "kconv_structures.extxyz"),
-             ("kconv_ecut450.extxyz", "kconv_structures.extxyz")]
+             ("kconv_ecut450.extxyz", "kconv_structures.extxyz"),
+             ("kmesh_hybrid.extxyz", "kmesh_hybrid_structures.extxyz")]
 
 
 @pytest.mark.parametrize("name, inputs", MESH_SETS)

@@ -67,6 +67,34 @@ def test_hybrid_gap_does_not_depend_on_how_the_k_points_are_folded():
     assert supercell.energy_eV == pytest.approx(8 * cell.energy_eV, abs=8 * 2e-3)
 
 
+def test_band_step_gap_over_a_mesh_from_the_scf_density():
+    """The fixed-density band step: over the SCF's own mesh it reproduces the SCF's gap (a fresh diagonalisation of
+    only the bands near the gap, at the looser tolerance, against the SCF's eigenvalues); from a Γ-only SCF of the
+    cubic Si cell it finds the gap over the 2x2x2 mesh, which ASE's band-gap code gives from the same eigenvalues;
+    the label settings say how it was made."""
+    si = bulk("Si", "diamond", a=5.43)
+    on_mesh = GPAWLabeller(ecut_eV=200, kpts_size=(4, 4, 4), hybrid=None, band_kpts_size=(4, 4, 4))
+    labels = on_mesh.label(si, extras=frozenset({"pbesol_band"}))
+    assert labels.gaps_eV["pbesol_band"] == pytest.approx(labels.gaps_eV["pbesol"], abs=2e-3)
+    assert 0.3 < labels.gaps_eV["pbesol"] < 0.8  # indirect, Γ to X on this mesh
+    assert on_mesh.optional == ("pbesol_band",)
+    band = on_mesh.settings()["pbesol_band"]
+    assert band["kpts"] == {"size": [4, 4, 4], "gamma": True} and "fixed density" in band["bands"]
+
+    cubic = bulk("Si", "diamond", a=5.43, cubic=True)
+    cubic.rattle(0.05, seed=1)
+    gamma = GPAWLabeller(ecut_eV=200, kpts_size=(1, 1, 1), hybrid=None, band_kpts_size=(2, 2, 2))
+    cubic.calc = calc = gamma.calculator(cubic)
+    cubic.get_potential_energy()
+    from capml.labels.bandgap import calculator_eigenvalues
+
+    _, occs = calculator_eigenvalues(calc)
+    gap = gamma.band_step_gap(calc, occs)
+    band_calc = calc.fixed_density(kpts={"size": [2, 2, 2], "gamma": True}, nbands=20, txt=None)
+    assert len(band_calc.get_ibz_k_points()) > 1
+    assert gap == pytest.approx(bandgap(band_calc, direct=False, output=None)[0], abs=2e-3)
+
+
 def test_hsesol_gap_by_name(monkeypatch):
     """HSEsol (not a GPAW name) goes through the same non-self-consistent path as HSE06: HSE06's own parameters
     entered under another name reproduce GPAW's HSE06 gap exactly, and HSEsol's gap for Si lies below it (its
