@@ -290,7 +290,7 @@ def plot_dispersions(curves: dict[str, Phonopy], path: str | Path, title: str = 
     ax.axhline(0, color="k", lw=0.4, ls=":")
     ax.set_xlim(0, total)
     ax.set_ylabel("frequency (THz; imaginary < 0)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper right")  # "best" searches every line point: slow, and warns so
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
