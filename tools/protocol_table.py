@@ -29,6 +29,7 @@ from ase.io import read
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from capml.models.predict import GapPredictor  # noqa: E402
+from capml.simulate.gaps import equilibration_start  # noqa: E402
 from capml.simulate.md import read_trajectory  # noqa: E402
 from capml.simulate.run import MDRun  # noqa: E402
 
@@ -49,10 +50,19 @@ def references(files, hse, pbe) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_average(folders: Path | list[Path], discard_fs: float, hse,
-                until_fs: float = np.inf) -> tuple[pd.DataFrame, pd.DataFrame]:
+def settled_fs(times_fs: np.ndarray, running_mean: np.ndarray, tolerance_eV: float) -> float:
+    """The earliest time from which a running mean stays within ``tolerance_eV`` of its last value."""
+    outside = np.flatnonzero(np.abs(running_mean - running_mean[-1]) > tolerance_eV)
+    return float(times_fs[0] if not len(outside) else times_fs[min(outside[-1] + 1, len(times_fs) - 1)])
+
+
+def run_average(folders: Path | list[Path], discard_fs: float, hse, until_fs: float = np.inf,
+                tolerance_eV: float = 0.02) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per configuration and temperature, <Eg> over every replica of every run folder (independent seeds), with
-    the replicas' standard error and range (largest minus smallest replica mean); and each replica's running mean."""
+    the replicas' standard error and range (largest minus smallest replica mean); and each replica's running mean.
+    ``summary.attrs["replicas"]``: per replica its mean, the equilibration ``discard_fs=auto`` would pick on it
+    (:func:`capml.simulate.gaps.equilibration_start`) and the time from which its running mean stays within
+    ``tolerance_eV`` of its final value."""
     folders = [folders] if isinstance(folders, Path) else list(folders)
     rows, running = [], []
     for folder in folders:
@@ -64,9 +74,10 @@ def run_average(folders: Path | list[Path], discard_fs: float, hse,
             run = MDRun.from_name(Path(path).stem)
             cid, temperature = run.config_id, f"T{run.temperature_K:g}"
             replica = f"r{run.replica}" if len(folders) == 1 else f"{folder.name}/r{run.replica}"
-            rows.append({"config_id": cid, "temperature": temperature, "replica": replica, "ps": t.max() / 1000,
-                         "mean_eV": gaps[kept].mean()})
             cumulative = np.cumsum(gaps[kept]) / np.arange(1, kept.sum() + 1)
+            rows.append({"config_id": cid, "temperature": temperature, "replica": replica, "ps": t.max() / 1000,
+                         "mean_eV": gaps[kept].mean(), "auto_discard_ps": t[equilibration_start(gaps)] / 1000,
+                         "settled_ps": settled_fs(t[kept], cumulative, tolerance_eV) / 1000})
             running += [{"config_id": cid, "replica": replica, "time_ps": tt / 1000, "running_mean_eV": c}
                         for tt, c in zip(t[kept], cumulative)]
     per_replica = pd.DataFrame(rows)
@@ -74,6 +85,7 @@ def run_average(folders: Path | list[Path], discard_fs: float, hse,
         replicas=("mean_eV", "size"), ps=("ps", "min"), mean_eV=("mean_eV", "mean"),
         stderr_eV=("mean_eV", lambda v: v.std(ddof=1) / np.sqrt(len(v))),
         range_eV=("mean_eV", lambda v: v.max() - v.min())).reset_index()
+    summary.attrs["replicas"] = per_replica
     return summary, pd.DataFrame(running)
 
 
@@ -134,6 +146,7 @@ def main(argv=None) -> int:
     parser.add_argument("--discard-fs", type=float, default=1000.0)
     parser.add_argument("--until-fs", type=float, default=np.inf, help="only frames up to this time (two runs of "
                         "different length compared over one window)")
+    parser.add_argument("--tolerance", type=float, default=0.02, help="eV: when a running mean has settled")
     parser.add_argument("--dft")
     parser.add_argument("--references", nargs="*", default=[])
     parser.add_argument("--hse06", default="models/gnn_gap_hse06")
@@ -146,10 +159,13 @@ def main(argv=None) -> int:
         print("## Eg(0) of each reference\n")
         print(references(args.references, hse, pbe).to_markdown(index=False, floatfmt=".3f"))
     if args.run:
-        summary, running = run_average(args.run, args.discard_fs, hse, args.until_fs)
+        summary, running = run_average(args.run, args.discard_fs, hse, args.until_fs, args.tolerance)
         names = ", ".join(str(r) for r in args.run)
         print(f"\n## <Eg> of {names} from {args.discard_fs:g} to {args.until_fs:g} fs (model)\n")
         print(summary.to_markdown(index=False, floatfmt=".3f"))
+        print(f"\n## Per replica: equilibration that discard_fs=auto picks, and when the running mean (from "
+              f"{args.discard_fs:g} fs) stays within {args.tolerance:g} eV of its final value\n")
+        print(summary.attrs["replicas"].to_markdown(index=False, floatfmt=".3f"))
         if args.running_csv:
             running.to_csv(args.running_csv, index=False)
         if args.plot:

@@ -68,3 +68,32 @@ def test_snapshot_time_from_info_or_from_the_id():
     assert protocol_table.snapshot_time_fs(Atoms(info={"time_fs": 40.0, "structure_id": "a_t50fs"})) == 40.0
     assert protocol_table.snapshot_time_fs(Atoms(info={"structure_id": "paper300kmesh_k0of8_d0_r1_t2500fs"})) == 2500.0
     assert np.isnan(protocol_table.snapshot_time_fs(Atoms(info={"structure_id": "static_paper_Ag3SI"})))
+
+
+def test_settled_time_of_a_running_mean_and_seeds_pooled_from_several_runs(pipeline_run, tmp_path):
+    """settled_fs on a series whose running mean is known: a mean that decays as 1/n settles within 0.02 eV of its
+    last value where 1/n - 1/N first stays below the tolerance; run folders given together pool their replicas, each
+    named by its folder."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import protocol_table
+
+    from capml.models.predict import GapPredictor
+
+    n = np.arange(1, 201)
+    times = 10.0 * n
+    running = 1.0 + 1.0 / n  # last value 1.005: 1/n - 1/200 is 0.0200 at n = 40, 0.0206 at n = 39
+    assert protocol_table.settled_fs(times, running, 0.0201) == 400.0
+    assert protocol_table.settled_fs(times, np.full(200, 1.3), 0.02) == 10.0
+
+    other = tmp_path / "seed1"
+    shutil.copytree(pipeline_run / "md", other / "md")
+    hse = GapPredictor.from_checkpoint(ROOT / "models" / "gnn_gap_hse06")
+    one, _ = protocol_table.run_average(pipeline_run, 40.0, hse)
+    both, running = protocol_table.run_average([pipeline_run, other], 40.0, hse)
+    assert (both["replicas"] == 2 * one["replicas"]).all() and np.allclose(both["mean_eV"], one["mean_eV"])
+    assert (both["range_eV"] < 1e-6).all()  # the same trajectories twice
+    replicas = both.attrs["replicas"]
+    assert {r.split("/")[0] for r in replicas["replica"]} == {pipeline_run.name, "seed1"}
+    assert (replicas["auto_discard_ps"] >= 0).all() and (replicas["settled_ps"] >= 0.04).all()
