@@ -54,6 +54,30 @@ def snapshots_at(runs: Sequence[tuple[str, Sequence[Atoms]]], times_fs: Sequence
     return picked
 
 
+def flagged_snapshots(runs: Sequence[tuple[str, Sequence[Atoms]]], series: pd.DataFrame, count: int,
+                      prefix: str = "") -> list[Atoms]:
+    """The ``count`` snapshots the gaps stage flagged as outside the training data (``gaps/gap_series.csv``: frames
+    after equilibration whose ensemble spread is above the calibrated flag) with the largest spread, at most one per
+    trajectory, so that labelling them covers as many runs as it can; ids as in :func:`pick_snapshots`."""
+    from capml.simulate.run import MDRun
+
+    flagged = series[series["outside_training_data"].astype(bool) & series["used"].astype(bool)]
+    if flagged.empty:
+        return []
+    keys = ["config_id", "temperature_K", "replica"]
+    worst = flagged.loc[flagged.groupby(keys)["gap_std_eV"].idxmax()].nlargest(count, "gap_std_eV")
+    by_run = {(r.config_id, r.temperature_K, r.replica): (name, frames)
+              for name, frames in runs for r in [MDRun.from_name(name)]}
+    picked = []
+    for row in worst.itertuples(index=False):
+        name, frames = by_run[(row.config_id, float(row.temperature_K), int(row.replica))]
+        frame, = [f for f in frames if float(f.info["time_fs"]) == float(row.time_fs)]
+        atoms = snapshot(frame, name, prefix)
+        atoms.info["gap_std_eV"] = float(row.gap_std_eV)
+        picked.append(atoms)
+    return picked
+
+
 def snapshot(frame: Atoms, name: str, prefix: str = "") -> Atoms:
     """One MD frame as a structure to label: positions and cell only, with the run it came from."""
     atoms = Atoms(frame.numbers, frame.positions, cell=frame.cell, pbc=frame.pbc)
@@ -116,9 +140,10 @@ def plot(table: pd.DataFrame, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    """``python -m capml.simulate.md_check RUN OUT --times-fs T ...``: the snapshots of every trajectory of a
-    simulate.py run (``RUN/md``) at the given MD times, as a structures file for ``stage=label``; frames already in
-    OUT (by structure_id) are kept and not written twice, so a longer run adds its later snapshots."""
+    """``python -m capml.simulate.md_check RUN OUT --times-fs T ... | --flagged N``: snapshots of a simulate.py run
+    (``RUN/md``) as a structures file for ``stage=label``: every trajectory's frames at the given MD times, or the N
+    frames the gaps stage flagged as outside the training data (:func:`flagged_snapshots`); frames already in OUT
+    (by structure_id) are kept and not written twice, so a longer run adds its later snapshots."""
     import argparse
 
     import sys
@@ -130,7 +155,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
     parser.add_argument("run", type=Path, help="a simulate.py workdir with md/ and configurations/")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--times-fs", type=float, nargs="+", required=True)
+    pick = parser.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--times-fs", type=float, nargs="+", help="the frames of every trajectory at these MD times")
+    pick.add_argument("--flagged", type=int, metavar="N", help="the N snapshots of largest ensemble spread among "
+                      "those the gaps stage flagged (RUN/gaps/gap_series.csv), at most one per trajectory")
     parser.add_argument("--prefix", default="")
     args = parser.parse_args(argv)
     try:
@@ -144,7 +172,14 @@ def main(argv=None) -> int:
             runs.append((path.stem, read_trajectory(path), run.config_id, run.temperature_K))
         if not runs:
             raise InputError(f"{args.run / 'md'}: no trajectories; run `simulate.py stage=md` first")
-        new = snapshots_at([(name, frames) for name, frames, _, _ in runs], args.times_fs, args.prefix, str(args.run))
+        trajectories = [(name, frames) for name, frames, _, _ in runs]
+        if args.flagged is not None:
+            series = args.run / "gaps" / "gap_series.csv"
+            if not series.is_file():
+                raise InputError(f"{series}: not found; expected a simulate.py run after stage=gaps")
+            new = flagged_snapshots(trajectories, pd.read_csv(series), args.flagged, args.prefix)
+        else:
+            new = snapshots_at(trajectories, args.times_fs, args.prefix, str(args.run))
         meta = {name: (cid, t) for name, _, cid, t in runs}
         for atoms in new:
             cid, temperature = meta[atoms.info["system"]]

@@ -101,3 +101,43 @@ def test_a_gap_model_is_compared_only_with_its_own_fidelity(trained_run, gap_dat
         atoms.info.pop("gap_gfn2")  # labels of another fidelity only (gap_ipea1 on some)
     table = compare(other, mace_calculator(mace_model_path), model)
     assert table["gap_ref_eV"].isna().all() and table["gap_error_eV"].isna().all()
+
+
+def test_flagged_snapshots_are_the_largest_spreads_one_per_trajectory(pipeline_run, tmp_path, capsys):
+    """--flagged N: from the gaps stage's series, the flagged frames (after equilibration) of largest ensemble
+    spread, at most one per trajectory, taken from that very frame of that trajectory; a run without the gaps
+    stage's series is refused in one line."""
+    import shutil
+
+    from ase.io import read
+
+    from capml.simulate.md_check import main
+
+    run = tmp_path / "run"
+    for part in ("md", "configurations"):
+        shutil.copytree(pipeline_run / part, run / part)
+    assert main([str(run), str(tmp_path / "none.extxyz"), "--flagged", "2"]) == 2
+    assert "gap_series.csv: not found" in capsys.readouterr().err
+    series = pd.read_csv(pipeline_run / "gaps" / "gap_series.csv")
+    series["used"] = True
+    series["outside_training_data"] = False
+    rng = np.random.default_rng(0)
+    series["gap_std_eV"] = rng.uniform(0.0, 0.1, len(series))
+    runs = list(series.groupby(["config_id", "temperature_K", "replica"]).groups.values())
+    first, second = runs[0], runs[1]
+    # two flagged frames in the first trajectory (only the larger counts), one in the second, one unflagged above all
+    series.loc[first[3], ["outside_training_data", "gap_std_eV"]] = True, 0.5
+    series.loc[first[5], ["outside_training_data", "gap_std_eV"]] = True, 0.4
+    series.loc[second[4], ["outside_training_data", "gap_std_eV"]] = True, 0.3
+    series.loc[runs[-1][2], "gap_std_eV"] = 0.9
+    (run / "gaps").mkdir()
+    series.to_csv(run / "gaps" / "gap_series.csv", index=False)
+    out = tmp_path / "flagged.extxyz"
+    assert main([str(run), str(out), "--flagged", "5", "--prefix", "f_"]) == 0
+    picked = read(out, ":")
+    assert [a.info["gap_std_eV"] for a in picked] == [0.5, 0.3]
+    for atoms, row in zip(picked, (series.loc[first[3]], series.loc[second[4]])):
+        frame, = [f for f in read_trajectory(trajectory_path(run / "md", atoms.info["system"]))
+                  if f.info["time_fs"] == row["time_fs"]]
+        assert np.allclose(atoms.positions, frame.positions) and atoms.info["structure_id"].startswith("f_")
+        assert atoms.info["system"].startswith(f"{row['config_id']}_T{row['temperature_K']:g}")
