@@ -12,9 +12,9 @@ from typing import Callable
 from omegaconf import DictConfig, OmegaConf
 
 from capml.errors import InputError
+from capml.io.paths import ROOT
 from capml.io.records import RunFiles, track_created_folders
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "conf"
 
 log = logging.getLogger("capml")

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]  # the capml checkout (capml/io/paths.py -> its root)
 ROOT_PREFIX = "capml_root:"
 
 
 def portable_path(path: str | Path) -> str:
     """``capml_root:<relative>`` for a file inside the checkout, the absolute path otherwise (a relative ``path`` is
     taken from the working folder); a name that already has the prefix is kept."""
-    from capml.cli import ROOT
-
     if str(path).startswith(ROOT_PREFIX):
         return str(path)
     path = Path(path).resolve()
@@ -25,7 +24,5 @@ def portable_path(path: str | Path) -> str:
 
 def resolve_path(name: str | Path) -> Path:
     """The file a record names: ``capml_root:<relative>`` inside this checkout, any other path as it is."""
-    from capml.cli import ROOT
-
     name = str(name)
     return ROOT / name[len(ROOT_PREFIX):] if name.startswith(ROOT_PREFIX) else Path(name)

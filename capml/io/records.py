@@ -246,8 +246,7 @@ def resolved_record(cfg: DictConfig) -> dict:
     """The config as its record holds it: resolved, with every path inside the capml checkout named
     ``capml_root:<relative>`` (:mod:`capml.io.paths`), so that the record of a run made in one clone reads the same
     in another; other values as they are."""
-    from capml.cli import ROOT
-    from capml.io.paths import ROOT_PREFIX
+    from capml.io.paths import ROOT, ROOT_PREFIX
 
     root = str(ROOT)
 
