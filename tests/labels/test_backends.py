@@ -67,6 +67,7 @@ def test_hybrid_gap_does_not_depend_on_how_the_k_points_are_folded():
     assert supercell.energy_eV == pytest.approx(8 * cell.energy_eV, abs=8 * 2e-3)
 
 
+@pytest.mark.slow  # 60 s of GPAW for an option the default labels do not use
 def test_band_step_gap_over_a_mesh_from_the_scf_density():
     """The fixed-density band step: over the SCF's own mesh it reproduces the SCF's gap (a fresh diagonalisation of
     only the bands near the gap, at the looser tolerance, against the SCF's eigenvalues); from a Γ-only SCF of the
