@@ -18,12 +18,25 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import pytest
-from filelock import FileLock
 
-from capml.labels.bandgap import band_gap, normalised_occupations
-from capml.labels.tblite import TBLiteLabeller
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # ``make test`` runs one pytest-xdist worker per core; torch's and BLAS's default of one thread per core in every
+    # worker oversubscribes them (measured: a 2-thread MD test beside one busy core took 38 s, 23 s with one thread).
+    # Only workers set it: the controller's environment is what the workers inherit, a user's setting wins.
+    _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_variable, _threads)
+
+import numpy as np  # noqa: E402  (after the thread settings, which numpy and torch read when imported)
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402
+
+if os.environ.get("OMP_NUM_THREADS"):
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+from capml.labels.bandgap import band_gap, normalised_occupations  # noqa: E402
+from capml.labels.tblite import TBLiteLabeller  # noqa: E402
 
 GAP_DATASET = Path(__file__).parent / "fixtures" / "ag3sbri_2x2x1_tblite.extxyz"
 
