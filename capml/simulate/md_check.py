@@ -166,13 +166,11 @@ def main(argv=None) -> int:
         if not table.is_file():
             raise InputError(f"{table}: not found; expected a simulate.py run after stage=configurations")
         x_of = dict(pd.read_csv(table)[["config_id", "x"]].itertuples(index=False))
-        runs = []
-        for path in sorted((args.run / "md").glob("*_T*.extxyz")):
-            run = MDRun.from_name(path.stem)
-            runs.append((path.stem, read_trajectory(path), run.config_id, run.temperature_K))
-        if not runs:
+        paths = sorted((args.run / "md").glob("*_T*.extxyz"))
+        if not paths:
             raise InputError(f"{args.run / 'md'}: no trajectories; run `simulate.py stage=md` first")
-        trajectories = [(name, frames) for name, frames, _, _ in runs]
+        runs = {path.stem: MDRun.from_name(path.stem) for path in paths}
+        trajectories = [(path.stem, read_trajectory(path)) for path in paths]
         if args.flagged is not None:
             series = args.run / "gaps" / "gap_series.csv"
             if not series.is_file():
@@ -180,10 +178,9 @@ def main(argv=None) -> int:
             new = flagged_snapshots(trajectories, pd.read_csv(series), args.flagged, args.prefix)
         else:
             new = snapshots_at(trajectories, args.times_fs, args.prefix, str(args.run))
-        meta = {name: (cid, t) for name, _, cid, t in runs}
         for atoms in new:
-            cid, temperature = meta[atoms.info["system"]]
-            atoms.info.update(x=float(x_of[cid]), temperature=temperature,
+            run = runs[atoms.info["system"]]
+            atoms.info.update(x=float(x_of[run.config_id]), temperature=run.temperature_K,
                               source=f"{args.run} {atoms.info['system']} at {atoms.info['time_fs']:g} fs")
         old = read_dataset(args.out, require=[]) if args.out.exists() else []
         have = {a.info["structure_id"] for a in old}
