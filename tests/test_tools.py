@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 from ase.io import read, write
 
 from capml.cli import ROOT
@@ -68,3 +69,48 @@ def test_cv_table_structures_summarises_held_out_predictions(tmp_path):
     # MAE (0.03 + 0.10) / 2, bias (0.03 - 0.10) / 2; inside 2 x σ: 0.03 <= 0.04 yes, 0.10 <= 0.08 no
     assert row[2:8] == ["2", "0.065", "-0.035", "1 of 2", "50%", "`relaxed_b` -0.10"]
 
+
+
+def _load_tool(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_settled_time_is_the_last_exit_from_the_tolerance_band():
+    protocol_table = _load_tool("protocol_table")
+    times = np.arange(6) * 1000.0
+    # final value 1.00; 0.97 at 2 ps is the last point outside ± 0.02, so settled from 3 ps
+    assert protocol_table.settled_fs(times, np.array([1.2, 0.9, 0.97, 1.01, 0.99, 1.0]), 0.02) == 3000.0
+    assert protocol_table.settled_fs(times, np.full(6, 1.0), 0.02) == 0.0
+
+
+def test_protocol_table_pools_independent_runs_replica_by_replica(tmp_path):
+    """Two run folders (two seeds) of one configuration: the pooled mean is the mean of the replicas' means over the
+    frames after discard_fs, its error their standard error, computed here from the bundled ensemble's own gaps."""
+    from capml.models.predict import GapPredictor
+
+    protocol_table = _load_tool("protocol_table")
+    frames = [a for a in read(ROOT / "data" / "ag3sbri" / "md_check_paper300_kmesh_structures.extxyz", ":")
+              if float(a.info["x"]) == 0.0][:8]
+    trajectories = {"seed0": frames[:4], "seed1": frames[4:]}
+    for folder, snapshots in trajectories.items():
+        (tmp_path / folder / "md").mkdir(parents=True)
+        for i, atoms in enumerate(snapshots):
+            atoms.info = {"time_fs": 500.0 * i, "temperature_K": 300.0}
+        write(tmp_path / folder / "md" / "k0of8_d0_T300.extxyz", snapshots)
+
+    hse = GapPredictor.from_checkpoint(ROOT / "models" / "gnn_gap_hse06")
+    summary, running = protocol_table.run_average([tmp_path / "seed0", tmp_path / "seed1"], 500.0, hse)
+
+    means = [hse.predict(snapshots[1:]).mean() for snapshots in trajectories.values()]  # frames at >= 500 fs
+    row = summary.iloc[0]
+    assert (row["config_id"], row["temperature"], row["replicas"]) == ("k0of8_d0", "T300", 2)
+    assert row["mean_eV"] == pytest.approx(np.mean(means), abs=1e-6)
+    assert row["stderr_eV"] == pytest.approx(np.std(means, ddof=1) / np.sqrt(2), abs=1e-6)
+    assert row["range_eV"] == pytest.approx(abs(means[0] - means[1]), abs=1e-6)
+    assert sorted(running["replica"].unique()) == ["seed0/r0", "seed1/r0"]
+    assert len(running) == 6

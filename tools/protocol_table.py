@@ -113,7 +113,7 @@ def snapshot_time_fs(atoms) -> float:
 
 
 def plot(running: pd.DataFrame, dft: pd.DataFrame | None, path: Path,
-         marks: dict[float, dict[str, float]] | None = None) -> None:
+         marks: dict[float, dict[str, float]] | None = None, title: str = "") -> None:
     """Running mean of the ensemble's gap against simulated time (one line per replica), the DFT snapshots at their
     times and the reference values (experiment, the paper) as horizontal lines, one panel per composition."""
     from matplotlib.figure import Figure
@@ -131,7 +131,7 @@ def plot(running: pd.DataFrame, dft: pd.DataFrame | None, path: Path,
         for name, value in (marks or {}).get(x, {}).items():
             ax.axhline(value, ls="--", lw=0.8, color="grey")
             ax.text(ax.get_xlim()[0], value, f" {name}", va="bottom", fontsize=7, color="grey")
-        ax.set_title(NAMES.get(x, cid))
+        ax.set_title(f"{NAMES.get(x, cid)} {title}".strip())
         ax.set_xlabel("simulated time (ps)")
     axes[0].set_ylabel("Eg (eV)")
     axes[0].legend(fontsize=6)
@@ -175,7 +175,10 @@ def main(argv=None) -> int:
                 dft = pd.DataFrame({"x": [float(a.info["x"]) for a in frames],
                                     "time_ps": [snapshot_time_fs(a) / 1000 for a in frames],
                                     "dft_hse06_eV": [float(a.info["gap_hse06"]) for a in frames]})
-            plot(running, dft, Path(args.plot), PAPER_MARKS)
+            # the experiment's and the paper's values are at 300 K: drawn only beside 300 K runs
+            at_300K = set(summary["temperature"]) == {"T300"}
+            plot(running, dft, Path(args.plot), PAPER_MARKS if at_300K else None,
+                 title=", ".join(sorted(set(summary["temperature"]))).replace("T", "") + " K")
     if args.dft:
         print(f"\n## DFT on the snapshots of {args.dft}\n")
         print(dft_check(args.dft, hse).to_markdown(index=False, floatfmt=".3f"))
