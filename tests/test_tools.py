@@ -114,3 +114,21 @@ def test_protocol_table_pools_independent_runs_replica_by_replica(tmp_path):
     assert row["range_eV"] == pytest.approx(abs(means[0] - means[1]), abs=1e-6)
     assert sorted(running["replica"].unique()) == ["seed0/r0", "seed1/r0"]
     assert len(running) == 6
+
+
+def test_compare_maps_reports_each_points_change_and_refuses_a_file_without_the_columns(tmp_path):
+    compare_maps = _load_tool("compare_maps")
+    first = pd.read_csv(ROOT / "models" / "eg_map_gaps_summary.csv")
+    second = pd.read_csv(ROOT / "models" / "eg_map_ens5_gaps_summary.csv")
+    table = compare_maps.compare(first, second)
+    assert len(table) == len(first) == 36
+    point = (first["x"] == 0.5) & (first["temperature_K"] == 600)
+    row = table[(table["x"] == 0.5) & (table["T_K"] == 600)].iloc[0]
+    expected = second.loc[point.values, "boltzmann_gap_T_eV"].item() - first.loc[point.values, "boltzmann_gap_T_eV"].item()
+    assert row["dEgT_eV"] == pytest.approx(expected)
+    plot = tmp_path / "maps.png"
+    assert compare_maps.main([str(ROOT / "models" / "eg_map_gaps_summary.csv"),
+                              str(ROOT / "models" / "eg_map_ens5_gaps_summary.csv"), "--plot", str(plot)]) == 0
+    assert plot.stat().st_size > 0
+    first.drop(columns="boltzmann_gap_0_eV").to_csv(tmp_path / "bad.csv", index=False)
+    assert compare_maps.main([str(tmp_path / "bad.csv"), str(ROOT / "models" / "eg_map_gaps_summary.csv")]) == 2
