@@ -172,6 +172,8 @@ def test_k_point_and_cutoff_labels_are_their_inputs_at_their_own_setting(name, i
     for part in parts:
         settings = read_settings(part).fidelities["pbesol"]
         assert settings != gamma and settings["xc"] == gamma["xc"]
+        if not part.is_file():  # a shard still on its first structure has written only its settings
+            continue
         for atoms in read_dataset(part, gaps=["pbesol"]):
             origin = source[atoms.info["structure_id"]]
             assert np.allclose(atoms.positions, origin.positions) and np.allclose(atoms.cell, origin.cell)
