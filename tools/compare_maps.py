@@ -19,7 +19,8 @@ COLUMNS = ["boltzmann_gap_0_eV", "boltzmann_gap_T_eV", "boltzmann_gap_T_total_er
 
 
 def compare(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
-    """One row per (x, T) both maps have: the second map's values minus the first's, and the first's error bars."""
+    """One row per (x, T) both maps have: the second map's values minus the first's, and the first's error bars
+    (the summary carries a ΔEg/Eg(0) error only for the lowest configuration; it stands for the Boltzmann value's)."""
     for name, table in (("first", first), ("second", second)):
         missing = [c for c in ["x", "temperature_K", *COLUMNS] if c not in table.columns]
         if missing:

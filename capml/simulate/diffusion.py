@@ -40,7 +40,9 @@ def mean_squared_displacement(frames: Sequence[Atoms], remove_com: bool = True) 
         positions = positions - (positions * masses[None, :, None]).sum(1, keepdims=True) / masses.sum()
     squared = ((positions - positions[0]) ** 2).sum(-1)
     symbols = np.array(frames[0].get_chemical_symbols())
-    table = {"time_ps": [float(f.info.get("time_fs", i)) / 1000 for i, f in enumerate(frames)]}
+    if any("time_fs" not in f.info for f in frames):
+        raise InputError("mean-squared displacement: every frame needs info 'time_fs' (an MD trajectory's frames)")
+    table = {"time_ps": [float(f.info["time_fs"]) / 1000 for f in frames]}
     for species in dict.fromkeys(symbols):
         table[f"msd_{species}_A2"] = squared[:, symbols == species].mean(1)
     return pd.DataFrame(table)
